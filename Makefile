@@ -1,0 +1,96 @@
+# pbx: one non-recursive Makefile. Output goes under $(BUILD).
+#   make            build/pbx and build/libpbx.a
+#   make run        start `pbx serve 127.0.0.1:9234` (the paper's greeting)
+#   make test       unit tests (ASan+UBSan) and end-to-end tests
+#   make asan       the sanitizer build only (build/asan/)
+#   make lint       banned functions and clang-format check
+#   make format     reformat the sources
+# CC=clang and BUILD=dir let several builds sit side by side.
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+PYTHON  ?= python3
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wold-style-definition -Wpointer-arith \
+           -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef -Wvla \
+           -Wimplicit-fallthrough -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -Iinclude $(WARN) $(CFLAGS) -MMD -MP
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
+           -fno-omit-frame-pointer
+
+LIB_SRC   := $(wildcard src/lib/*.c)
+PBX_SRC   := $(wildcard src/cli/*.c src/serve/*.c src/serve/handlers/*.c \
+             src/client/*.c)
+UNIT_SRC  := $(wildcard tests/unit/*_test.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+PBX_OBJ   := $(PBX_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
+
+ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
+ASAN_PBX_OBJ := $(PBX_SRC:%.c=$(BUILD)/asan/obj/%.o)
+
+.PHONY: all run test asan unit lint format clean install
+all: $(BUILD)/pbx $(BUILD)/libpbx.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c -o $@ $<
+
+$(BUILD)/libpbx.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/pbx: $(PBX_OBJ) $(BUILD)/libpbx.a
+	$(CC) $(CFLAGS) -o $@ $(PBX_OBJ) $(BUILD)/libpbx.a
+
+$(BUILD)/asan/libpbx.a: $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/asan/pbx: $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
+	$(CC) $(SAN) -o $@ $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
+
+$(BUILD)/asan/unit/%: tests/unit/%.c tests/unit/check.h $(BUILD)/asan/libpbx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libpbx.a
+
+asan: $(BUILD)/asan/pbx $(UNIT_BIN)
+unit: $(UNIT_BIN)
+
+run: $(BUILD)/pbx
+	$(BUILD)/pbx serve 127.0.0.1:9234 hello
+
+# Unit tests and the end-to-end suite run against the sanitizer build; the
+# runner prints one closing line "N passed, N failed".
+test: all asan
+	$(PYTHON) tests/run.py --build $(BUILD)
+
+lint:
+	@! grep -nwE 'sprintf|strcpy|strcat|strtok|gets|atoi|inet_ntoa|inet_addr|gethostbyname|signal|select' \
+	    $(LIB_SRC) $(PBX_SRC) --include='*.c' | grep -v '^\s*/\*' | grep -vE '(//|\*).*\b(signal|select)\b' \
+	    || { echo 'lint: banned function (see style guide rule 37)'; exit 1; }
+	clang-format --dry-run --Werror include/pbx.h $(LIB_SRC) $(PBX_SRC) \
+	    $(wildcard src/*/*.h src/serve/handlers/*.h)
+
+format:
+	clang-format -i include/pbx.h $(LIB_SRC) $(PBX_SRC) \
+	    $(wildcard src/*/*.h src/serve/handlers/*.h)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/pbx $(DESTDIR)$(PREFIX)/bin/pbx
+	install -m 644 $(BUILD)/libpbx.a $(DESTDIR)$(PREFIX)/lib/libpbx.a
+	install -m 644 include/pbx.h $(DESTDIR)$(PREFIX)/include/pbx.h
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: MIT */
+/* loop.c: one epoll loop for fds, timers, signals (signalfd), children (pidfd). */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOOP_BATCH 256
+
+struct pbx_loop {
+	int epfd;
+	bool stopping;
+	uint64_t now;
+	size_t active; /* started io and child watchers: these keep run going */
+
+	/* Timers: a binary min-heap on due_ms; t->slot is index + 1. */
+	struct pbx_timer **heap; /* owned array, borrowed timers */
+	size_t nheap, heap_cap;
+
+	/* Signals: one signalfd for every watched signal. */
+	int sigfd;
+	sigset_t sigmask;
+	struct pbx_signal *signals; /* borrowed list */
+	struct pbx_io sigio;
+
+	/* The batch being dispatched, so a stopped watcher is not called. */
+	struct epoll_event events[LOOP_BATCH];
+	int cur, nready;
+};
+
+int
+pbx_loop_new(struct pbx_loop **out)
+{
+	struct pbx_loop *loop = calloc(1, sizeof *loop);
+
+	if (loop == NULL)
+		return -ENOMEM;
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0) {
+		int err = -errno;
+		free(loop);
+		return err;
+	}
+	loop->sigfd = -1;
+	sigemptyset(&loop->sigmask);
+	loop->now = pbx__now_ms();
+	*out = loop;
+	return 0;
+}
+
+void
+pbx_loop_free(struct pbx_loop *loop)
+{
+	if (loop == NULL)
+		return;
+	close(loop->epfd);
+	if (loop->sigfd >= 0)
+		close(loop->sigfd);
+	free(loop->heap);
+	free(loop);
+}
+
+void
+pbx_loop_stop(struct pbx_loop *loop)
+{
+	loop->stopping = true;
+}
+
+uint64_t
+pbx_loop_now(const struct pbx_loop *loop)
+{
+	return loop->now;
+}
+
+/* ---- fd watchers ---- */
+
+static uint32_t
+to_epoll(unsigned events)
+{
+	return (events & PBX_READABLE ? EPOLLIN : 0) |
+	       (events & PBX_WRITABLE ? EPOLLOUT : 0);
+}
+
+static int
+io_update(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct epoll_event ev = {.events = to_epoll(events), .data.ptr = w};
+	int op = w->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+
+	if (epoll_ctl(loop->epfd, op, w->fd, &ev) < 0)
+		return -errno;
+	w->events = events;
+	return 0;
+}
+
+int
+pbx_io_start(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	events &= PBX_READABLE | PBX_WRITABLE;
+	if (events == 0) {
+		pbx_io_stop(loop, w);
+		return 0;
+	}
+	bool was_active = w->events != 0;
+	int r = io_update(loop, w, events);
+	if (r == 0 && !was_active && w != &loop->sigio)
+		loop->active++;
+	return r;
+}
+
+void
+pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w)
+{
+	if (w->events == 0)
+		return;
+	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	w->events = 0;
+	if (w != &loop->sigio)
+		loop->active--;
+	/* An event for w later in this batch must not reach freed memory. */
+	for (int i = loop->cur + 1; i < loop->nready; i++)
+		if (loop->events[i].data.ptr == w)
+			loop->events[i].data.ptr = NULL;
+}
+
+/* ---- timers ---- */
+
+static bool
+timer_before(const struct pbx_timer *a, const struct pbx_timer *b)
+{
+	return a->due_ms < b->due_ms;
+}
+
+static void
+heap_set(struct pbx_loop *loop, size_t i, struct pbx_timer *t)
+{
+	loop->heap[i] = t;
+	t->slot = i + 1;
+}
+
+static void
+heap_up(struct pbx_loop *loop, size_t i)
+{
+	struct pbx_timer *t = loop->heap[i];
+
+	while (i > 0 && timer_before(t, loop->heap[(i - 1) / 2])) {
+		heap_set(loop, i, loop->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_set(loop, i, t);
+}
+
+static void
+heap_down(struct pbx_loop *loop, size_t i)
+{
+	struct pbx_timer *t = loop->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= loop->nheap)
+			break;
+		if (c + 1 < loop->nheap &&
+		    timer_before(loop->heap[c + 1], loop->heap[c]))
+			c++;
+		if (!timer_before(loop->heap[c], t))
+			break;
+		heap_set(loop, i, loop->heap[c]);
+		i = c;
+	}
+	heap_set(loop, i, t);
+}
+
+void
+pbx_timer_stop(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	if (t->slot == 0)
+		return;
+	size_t i = t->slot - 1;
+	struct pbx_timer *last = loop->heap[--loop->nheap];
+	t->slot = 0;
+	if (last == t)
+		return;
+	heap_set(loop, i, last);
+	heap_up(loop, i);
+	heap_down(loop, last->slot - 1);
+}
+
+int
+pbx_timer_start(struct pbx_loop *loop, struct pbx_timer *t, uint64_t ms)
+{
+	pbx_timer_stop(loop, t);
+	if (loop->nheap == loop->heap_cap) {
+		size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+		struct pbx_timer **h = realloc(loop->heap, cap * sizeof *h);
+		if (h == NULL)
+			return -ENOMEM;
+		loop->heap = h;
+		loop->heap_cap = cap;
+	}
+	t->due_ms = loop->now + ms;
+	heap_set(loop, loop->nheap++, t);
+	heap_up(loop, loop->nheap - 1);
+	return 0;
+}
+
+static void
+run_timers(struct pbx_loop *loop)
+{
+	while (loop->nheap > 0 && !loop->stopping) {
+		struct pbx_timer *t = loop->heap[0];
+		if (t->due_ms > loop->now)
+			break;
+		pbx_timer_stop(loop, t);
+		t->cb(loop, t);
+	}
+}
+
+/* ---- signals ---- */
+
+static void
+on_signalfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct signalfd_siginfo si;
+
+	(void)w;
+	(void)events;
+	while (read(loop->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		struct pbx_signal *s = loop->signals, *next;
+		for (; s != NULL; s = next) {
+			next = s->next;
+			if (s->signo == (int)si.ssi_signo)
+				s->cb(loop, s);
+		}
+	}
+}
+
+static int
+update_sigfd(struct pbx_loop *loop)
+{
+	int fd = signalfd(loop->sigfd, &loop->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (loop->sigfd < 0) {
+		loop->sigfd = fd;
+		loop->sigio = (struct pbx_io){.fd = fd, .cb = on_signalfd};
+		return pbx_io_start(loop, &loop->sigio, PBX_READABLE);
+	}
+	return 0;
+}
+
+int
+pbx_signal_start(struct pbx_loop *loop, struct pbx_signal *s)
+{
+	sigset_t one;
+
+	sigemptyset(&one);
+	sigaddset(&one, s->signo);
+	if (sigprocmask(SIG_BLOCK, &one, NULL) < 0)
+		return -errno;
+	sigaddset(&loop->sigmask, s->signo);
+	int r = update_sigfd(loop);
+	if (r < 0)
+		return r;
+	s->next = loop->signals;
+	loop->signals = s;
+	return 0;
+}
+
+void
+pbx_signal_stop(struct pbx_loop *loop, struct pbx_signal *s)
+{
+	struct pbx_signal **pp = &loop->signals;
+	bool still_watched = false;
+
+	while (*pp != NULL && *pp != s)
+		pp = &(*pp)->next;
+	if (*pp == NULL)
+		return;
+	*pp = s->next;
+	for (struct pbx_signal *o = loop->signals; o != NULL; o = o->next)
+		still_watched |= o->signo == s->signo;
+	if (still_watched)
+		return;
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, s->signo);
+	sigdelset(&loop->sigmask, s->signo);
+	update_sigfd(loop);
+	sigprocmask(SIG_UNBLOCK, &one, NULL);
+}
+
+/* ---- children ---- */
+
+static void
+on_pidfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct pbx_child *c = w->data;
+	int status = 0;
+
+	(void)events;
+	pid_t r = waitpid(c->pid, &status, WNOHANG);
+	if (r == 0)
+		return; /* spurious: not exited yet */
+	pbx_child_stop(loop, c);
+	c->cb(loop, c, status);
+}
+
+int
+pbx_child_start(struct pbx_loop *loop, struct pbx_child *c)
+{
+	int fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+
+	if (fd < 0)
+		return -errno;
+	c->io = (struct pbx_io){.fd = fd, .cb = on_pidfd, .data = c};
+	int r = pbx_io_start(loop, &c->io, PBX_READABLE);
+	if (r < 0) {
+		close(fd);
+		c->io.fd = -1;
+	}
+	return r;
+}
+
+void
+pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c)
+{
+	if (c->io.events == 0)
+		return;
+	pbx_io_stop(loop, &c->io);
+	close(c->io.fd);
+	c->io.fd = -1;
+}
+
+/* ---- running ---- */
+
+static int
+next_timeout(const struct pbx_loop *loop)
+{
+	if (loop->nheap == 0)
+		return -1;
+	uint64_t due = loop->heap[0]->due_ms;
+	if (due <= loop->now)
+		return 0;
+	uint64_t wait = due - loop->now;
+	return wait > INT32_MAX ? INT32_MAX : (int)wait;
+}
+
+static void
+dispatch(struct pbx_loop *loop)
+{
+	for (loop->cur = 0; loop->cur < loop->nready; loop->cur++) {
+		struct epoll_event *e = &loop->events[loop->cur];
+		struct pbx_io *w = e->data.ptr;
+		if (w == NULL || w->events == 0)
+			continue;
+		unsigned ev = (e->events & EPOLLIN ? PBX_READABLE : 0) |
+			      (e->events & EPOLLOUT ? PBX_WRITABLE : 0);
+		/* Let the callback find out by reading or writing. */
+		if (e->events & (EPOLLERR | EPOLLHUP))
+			ev |= w->events | PBX_HANGUP;
+		w->cb(loop, w, ev);
+		if (loop->stopping)
+			break;
+	}
+	loop->cur = loop->nready = 0;
+}
+
+int
+pbx_loop_run(struct pbx_loop *loop)
+{
+	loop->stopping = false;
+	while (!loop->stopping && (loop->active > 0 || loop->nheap > 0)) {
+		/* The timeout is recomputed after EINTR, never reused stale. */
+		int n = epoll_wait(loop->epfd, loop->events, LOOP_BATCH,
+		    next_timeout(loop));
+		loop->now = pbx__now_ms();
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		loop->nready = n;
+		dispatch(loop);
+		run_timers(loop);
+	}
+	return 0;
+}

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/* sock.c: the paper's socket steps: listen, dial (bind first), accept. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void
+pbx__trace(pbx_trace_cb cb, void *arg, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	if (cb == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	cb(arg, line);
+}
+
+const char *
+pbx__family_name(int family)
+{
+	return family == AF_INET6 ? "AF_INET6" : "AF_INET";
+}
+
+/* Close fd without losing the error that made us give up on it. */
+static int
+close_keep(int fd, int err)
+{
+	close(fd);
+	return err;
+}
+
+static int
+new_socket(int family, int flags, pbx_trace_cb trace, void *arg)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+	if (fd < 0)
+		return -errno;
+	pbx__trace(trace, arg, "socket(%s, SOCK_STREAM) = %d",
+	    pbx__family_name(family), fd);
+	return fd;
+}
+
+static int
+bind_traced(int fd, const struct pbx_addr *a, pbx_trace_cb trace, void *arg)
+{
+	char text[PBX_ADDR_STRLEN];
+
+	pbx_addr_format(a, text, sizeof text);
+	if (bind(fd, &a->u.sa, a->len) < 0) {
+		int err = -errno;
+		pbx__trace(trace, arg, "bind(%d, %s) failed: %s", fd, text,
+		    pbx_strerror(err));
+		return err;
+	}
+	pbx__trace(trace, arg, "bind(%d, %s)", fd, text);
+	return 0;
+}
+
+static int
+set_int_opt(int fd, int level, int name, int value)
+{
+	if (setsockopt(fd, level, name, &value, sizeof value) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
+{
+	static const struct pbx_listen_opts defaults;
+	int family = pbx_addr_family(addr), r;
+
+	if (o == NULL)
+		o = &defaults;
+	int backlog = o->backlog > 0 ? o->backlog : SOMAXCONN;
+	int fd = new_socket(family, o->nonblock ? SOCK_NONBLOCK : 0, o->trace,
+	    o->trace_arg);
+	if (fd < 0)
+		return fd;
+	/* A restarted server must not wait out TIME_WAIT to bind again. */
+	r = set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+	if (r == 0 && o->reuseport)
+		r = set_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+	/* Dual-stack unless asked otherwise, whatever the sysctl default. */
+	if (r == 0 && family == AF_INET6)
+		r = set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, o->v6only);
+	if (r < 0)
+		return close_keep(fd, r);
+	r = bind_traced(fd, addr, o->trace, o->trace_arg);
+	if (r < 0)
+		return close_keep(fd, r);
+	if (listen(fd, backlog) < 0)
+		return close_keep(fd, -errno);
+	pbx__trace(o->trace, o->trace_arg, "listen(%d, %d)", fd, backlog);
+	return fd;
+}
+
+int
+pbx_dial_start(const struct pbx_addr *addr, const struct pbx_addr *source,
+    bool *in_progress)
+{
+	int fd = new_socket(pbx_addr_family(addr), SOCK_NONBLOCK, NULL, NULL);
+	if (fd < 0)
+		return fd;
+	if (source != NULL) {
+		int r = bind_traced(fd, source, NULL, NULL);
+		if (r < 0)
+			return close_keep(fd, r);
+	}
+	*in_progress = false;
+	if (connect(fd, &addr->u.sa, addr->len) < 0) {
+		if (errno != EINPROGRESS)
+			return close_keep(fd, -errno);
+		*in_progress = true;
+	}
+	return fd;
+}
+
+int
+pbx_dial_finish(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
+/* Wait for a non-blocking connect; the clock is checked across EINTR. */
+static int
+wait_connected(int fd, int timeout_ms)
+{
+	uint64_t deadline = pbx__now_ms() + (uint64_t)timeout_ms;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+	for (;;) {
+		int wait = -1;
+		if (timeout_ms > 0) {
+			uint64_t now = pbx__now_ms();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			wait = (int)(deadline - now);
+		}
+		int n = poll(&p, 1, wait);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
+		return pbx_dial_finish(fd);
+	}
+}
+
+static int
+dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
+{
+	char text[PBX_ADDR_STRLEN];
+	int r;
+
+	int fd = new_socket(pbx_addr_family(addr), SOCK_NONBLOCK, o->trace,
+	    o->trace_arg);
+	if (fd < 0)
+		return fd;
+	if (o->source != NULL) {
+		r = bind_traced(fd, o->source, o->trace, o->trace_arg);
+		if (r < 0)
+			return close_keep(fd, r);
+	}
+	pbx_addr_format(addr, text, sizeof text);
+	r = connect(fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
+	if (r == -EINPROGRESS)
+		r = wait_connected(fd, o->timeout_ms);
+	if (r == 0)
+		r = pbx_set_nonblock(fd, false);
+	pbx__trace(o->trace, o->trace_arg, "connect(%d, %s)%s%s", fd, text,
+	    r < 0 ? " failed: " : "", r < 0 ? pbx_strerror(r) : "");
+	if (r < 0)
+		return close_keep(fd, r);
+	return fd;
+}
+
+int
+pbx_dial(const struct pbx_addr *addrs, size_t n, const struct pbx_dial_opts *o)
+{
+	static const struct pbx_dial_opts defaults;
+	int r = -EAFNOSUPPORT;
+
+	if (o == NULL)
+		o = &defaults;
+	for (size_t i = 0; i < n; i++) {
+		if (o->source != NULL &&
+		    pbx_addr_family(o->source) != pbx_addr_family(&addrs[i]))
+			continue;
+		if (o->tried != NULL)
+			*o->tried = addrs[i];
+		r = dial_one(&addrs[i], o);
+		if (r >= 0)
+			return r;
+		/* A source that cannot be bound fails the same way for all. */
+		if (r == -EADDRNOTAVAIL || r == -EADDRINUSE || r == -EACCES)
+			return r;
+	}
+	return r;
+}
+
+int
+pbx_accept(int listen_fd, struct pbx_addr *remote, int flags)
+{
+	struct pbx_addr tmp;
+	struct pbx_addr *a = remote != NULL ? remote : &tmp;
+	int sflags = SOCK_CLOEXEC;
+
+	if (flags & PBX_ACCEPT_NONBLOCK)
+		sflags |= SOCK_NONBLOCK;
+	for (;;) {
+		socklen_t len = sizeof a->u;
+		int fd = accept4(listen_fd, &a->u.sa, &len, sflags);
+		if (fd >= 0) {
+			a->len = len;
+			return fd;
+		}
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+int
+pbx_close_reset(int fd)
+{
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
+	int r = 0;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+int
+pbx_set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	int want = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+	if (want != fl && fcntl(fd, F_SETFL, want) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* spawn.c: run a program on a connection with the UCSPI environment. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Variables a program must not inherit from whoever started the server. */
+static const char *const stale_vars[] = {"PROTO=", "TCPLOCALIP=",
+    "TCPLOCALPORT=", "TCPLOCALHOST=", "TCPREMOTEIP=", "TCPREMOTEPORT=",
+    "TCPREMOTEHOST=", "TCPREMOTEINFO=", NULL};
+
+enum { SLOT_LOCALIP, SLOT_LOCALPORT, SLOT_REMOTEIP, SLOT_REMOTEPORT, NSLOTS };
+#define SLOT_SIZE 96 /* "TCPREMOTEIP=" + an IPv6 address with a scope */
+
+static bool
+is_stale(const char *var)
+{
+	for (const char *const *p = stale_vars; *p != NULL; p++)
+		if (strncmp(var, *p, strlen(*p)) == 0)
+			return true;
+	return false;
+}
+
+int
+pbx_env_init(struct pbx_env *env, char *const *base)
+{
+	static char proto[] = "PROTO=TCP";
+	size_t n = 0, kept = 0;
+
+	if (base == NULL)
+		base = environ;
+	while (base[n] != NULL)
+		n++;
+	env->envp = calloc(n + NSLOTS + 2, sizeof *env->envp);
+	env->slots = calloc(NSLOTS, SLOT_SIZE);
+	if (env->envp == NULL || env->slots == NULL) {
+		pbx_env_fini(env);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!is_stale(base[i]))
+			env->envp[kept++] = base[i];
+	env->envp[kept++] = proto;
+	for (int s = 0; s < NSLOTS; s++)
+		env->envp[kept++] = env->slots + s * SLOT_SIZE;
+	env->envp[kept] = NULL;
+	env->count = kept;
+	return 0;
+}
+
+void
+pbx_env_set_tcp(struct pbx_env *env, const struct pbx_addr *local,
+    const struct pbx_addr *remote)
+{
+	char ip[PBX_ADDR_STRLEN];
+
+	pbx_addr_format_ip(local, ip, sizeof ip);
+	snprintf(env->slots + SLOT_LOCALIP * SLOT_SIZE, SLOT_SIZE,
+	    "TCPLOCALIP=%s", ip);
+	snprintf(env->slots + SLOT_LOCALPORT * SLOT_SIZE, SLOT_SIZE,
+	    "TCPLOCALPORT=%u", (unsigned)pbx_addr_port(local));
+	pbx_addr_format_ip(remote, ip, sizeof ip);
+	snprintf(env->slots + SLOT_REMOTEIP * SLOT_SIZE, SLOT_SIZE,
+	    "TCPREMOTEIP=%s", ip);
+	snprintf(env->slots + SLOT_REMOTEPORT * SLOT_SIZE, SLOT_SIZE,
+	    "TCPREMOTEPORT=%u", (unsigned)pbx_addr_port(remote));
+}
+
+void
+pbx_env_fini(struct pbx_env *env)
+{
+	free(env->envp);
+	free(env->slots);
+	env->envp = NULL;
+	env->slots = NULL;
+	env->count = 0;
+}
+
+/* The fds the socket goes to, per layout. */
+static void
+layout_fds(enum pbx_fd_layout layout, int *rfd, int *wfd)
+{
+	switch (layout) {
+	case PBX_FDS_SERVER:
+		*rfd = 0;
+		*wfd = 1;
+		return;
+	case PBX_FDS_CLIENT:
+		*rfd = 6;
+		*wfd = 7;
+		return;
+	}
+	*rfd = 0;
+	*wfd = 1;
+}
+
+/*
+ * A socket that already sits on a low fd could be overwritten by the
+ * dup2 calls below (or keep its close-on-exec flag when dup2'd onto
+ * itself); give it a high number first.
+ */
+static int
+high_fd(int fd, int *tmp)
+{
+	*tmp = -1;
+	if (fd >= 10)
+		return fd;
+	*tmp = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	return *tmp < 0 ? -errno : *tmp;
+}
+
+static int
+build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
+{
+	int r = posix_spawn_file_actions_adddup2(fa, sock, rfd);
+	if (r == 0)
+		r = posix_spawn_file_actions_adddup2(fa, sock, wfd);
+	/* Close every fd above stderr except the two we just placed. */
+	for (int fd = 3; r == 0 && fd < rfd; fd++)
+		r = posix_spawn_file_actions_addclose(fa, fd);
+	if (r == 0)
+		r = posix_spawn_file_actions_addclosefrom_np(fa, wfd + 1);
+	return r;
+}
+
+static int
+build_attr(posix_spawnattr_t *attr)
+{
+	sigset_t all, none;
+
+	sigfillset(&all);
+	sigemptyset(&none);
+	int r = posix_spawnattr_setsigdefault(attr, &all);
+	if (r == 0)
+		r = posix_spawnattr_setsigmask(attr, &none);
+	if (r == 0)
+		r = posix_spawnattr_setflags(attr,
+		    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	return r;
+}
+
+pid_t
+pbx_spawn(const struct pbx_spawn_opts *o)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int rfd, wfd, tmp;
+	pid_t pid = -1;
+
+	layout_fds(o->layout, &rfd, &wfd);
+	int sock = high_fd(o->sock_fd, &tmp);
+	if (sock < 0)
+		return sock;
+	int r = posix_spawn_file_actions_init(&fa);
+	if (r != 0)
+		goto out_close_tmp;
+	r = posix_spawnattr_init(&attr);
+	if (r != 0)
+		goto out_destroy_fa;
+	r = build_actions(&fa, sock, rfd, wfd);
+	if (r == 0)
+		r = build_attr(&attr);
+	if (r == 0)
+		r = posix_spawnp(&pid, o->argv[0], &fa, &attr,
+		    (char *const *)(uintptr_t)o->argv,
+		    o->envp != NULL ? o->envp : environ);
+	posix_spawnattr_destroy(&attr);
+out_destroy_fa:
+	posix_spawn_file_actions_destroy(&fa);
+out_close_tmp:
+	if (tmp >= 0)
+		close(tmp);
+	return r == 0 ? pid : -r;
+}
+
+/* Default dispositions for every signal, as a fresh process would have. */
+static void
+reset_signals(void)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigset_t none;
+
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &dfl, NULL); /* fails harmlessly for 9, 19, 32, 33 */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int
+pbx_exec(const struct pbx_spawn_opts *o)
+{
+	int rfd, wfd, tmp;
+
+	layout_fds(o->layout, &rfd, &wfd);
+	int sock = high_fd(o->sock_fd, &tmp);
+	if (sock < 0)
+		return sock;
+	if (dup2(sock, rfd) < 0 || dup2(sock, wfd) < 0)
+		return -errno;
+	if (rfd > 3)
+		close_range(3, (unsigned)rfd - 1, 0);
+	close_range((unsigned)wfd + 1, ~0U, 0);
+	reset_signals();
+	execvpe(o->argv[0], (char *const *)(uintptr_t)o->argv,
+	    o->envp != NULL ? o->envp : environ);
+	return -errno;
+}
