@@ -169,8 +169,16 @@ struct pbx_dial_opts {
 	int timeout_ms;                 /* per address; <= 0: no timeout */
 	pbx_trace_cb trace;             /* may be NULL */
 	void *trace_arg;
-	/* Filled on return: the address that answered, or the last tried. */
+	/* Filled on return when not NULL: the address that answered or the
+	 * last one tried, and on failure which step failed (PBX_DIAL_*). */
 	struct pbx_addr *tried;
+	int *failed_step;
+};
+
+enum {
+	PBX_DIAL_SOCKET = 1, /* socket() */
+	PBX_DIAL_BIND,       /* bind() to the source */
+	PBX_DIAL_CONNECT,    /* connect() or waiting for it */
 };
 
 /*
@@ -324,8 +332,8 @@ int pbx_loop_new(struct pbx_loop **out);
 void pbx_loop_free(struct pbx_loop *loop);
 
 /*
- * Run until pbx_loop_stop() is called or nothing is being watched.
- * Returns 0 or -errno if epoll_wait fails.
+ * Run until pbx_loop_stop() is called or nothing is being watched (no
+ * started fd, signal or child watcher and no timer). Returns 0 or -errno if epoll_wait fails.
  */
 int pbx_loop_run(struct pbx_loop *loop);
 
@@ -352,8 +360,8 @@ void pbx_timer_stop(struct pbx_loop *loop, struct pbx_timer *t);
 /*
  * Deliver signal s->signo through the loop (signalfd). The signal is
  * blocked in the calling thread for as long as any signal watcher runs;
- * a forked child must unblock it (pbx_spawn and pbx_exec do). Signal
- * watchers do not keep pbx_loop_run running on their own.
+ * a forked child must unblock it (pbx_spawn and pbx_exec do). Like fd
+ * and child watchers, a signal watcher keeps pbx_loop_run running.
  */
 int pbx_signal_start(struct pbx_loop *loop, struct pbx_signal *s);
 void pbx_signal_stop(struct pbx_loop *loop, struct pbx_signal *s);

@@ -18,7 +18,7 @@ struct pbx_loop {
 	int epfd;
 	bool stopping;
 	uint64_t now;
-	size_t active; /* started io and child watchers: these keep run going */
+	size_t active; /* started fd, signal and child watchers */
 
 	/* Timers: a binary min-heap on due_ms; t->slot is index + 1. */
 	struct pbx_timer **heap; /* owned array, borrowed timers */
@@ -110,7 +110,7 @@ pbx_io_start(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	}
 	bool was_active = w->events != 0;
 	int r = io_update(loop, w, events);
-	if (r == 0 && !was_active && w != &loop->sigio)
+	if (r == 0 && !was_active)
 		loop->active++;
 	return r;
 }
@@ -122,8 +122,7 @@ pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w)
 		return;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	w->events = 0;
-	if (w != &loop->sigio)
-		loop->active--;
+	loop->active--;
 	/* An event for w later in this batch must not reach freed memory. */
 	for (int i = loop->cur + 1; i < loop->nready; i++)
 		if (loop->events[i].data.ptr == w)
@@ -251,8 +250,9 @@ update_sigfd(struct pbx_loop *loop)
 	if (loop->sigfd < 0) {
 		loop->sigfd = fd;
 		loop->sigio = (struct pbx_io){.fd = fd, .cb = on_signalfd};
-		return pbx_io_start(loop, &loop->sigio, PBX_READABLE);
 	}
+	if (loop->sigio.events == 0)
+		return pbx_io_start(loop, &loop->sigio, PBX_READABLE);
 	return 0;
 }
 
@@ -294,6 +294,8 @@ pbx_signal_stop(struct pbx_loop *loop, struct pbx_signal *s)
 	sigaddset(&one, s->signo);
 	sigdelset(&loop->sigmask, s->signo);
 	update_sigfd(loop);
+	if (loop->signals == NULL)
+		pbx_io_stop(loop, &loop->sigio);
 	sigprocmask(SIG_UNBLOCK, &one, NULL);
 }
 

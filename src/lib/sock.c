@@ -164,6 +164,14 @@ wait_connected(int fd, int timeout_ms)
 }
 
 static int
+dial_fail(const struct pbx_dial_opts *o, int step, int err)
+{
+	if (o->failed_step != NULL)
+		*o->failed_step = step;
+	return err;
+}
+
+static int
 dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
 {
 	char text[PBX_ADDR_STRLEN];
@@ -172,11 +180,11 @@ dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
 	int fd = new_socket(pbx_addr_family(addr), SOCK_NONBLOCK, o->trace,
 	    o->trace_arg);
 	if (fd < 0)
-		return fd;
+		return dial_fail(o, PBX_DIAL_SOCKET, fd);
 	if (o->source != NULL) {
 		r = bind_traced(fd, o->source, o->trace, o->trace_arg);
 		if (r < 0)
-			return close_keep(fd, r);
+			return dial_fail(o, PBX_DIAL_BIND, close_keep(fd, r));
 	}
 	pbx_addr_format(addr, text, sizeof text);
 	r = connect(fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
@@ -187,7 +195,7 @@ dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
 	pbx__trace(o->trace, o->trace_arg, "connect(%d, %s)%s%s", fd, text,
 	    r < 0 ? " failed: " : "", r < 0 ? pbx_strerror(r) : "");
 	if (r < 0)
-		return close_keep(fd, r);
+		return dial_fail(o, PBX_DIAL_CONNECT, close_keep(fd, r));
 	return fd;
 }
 
@@ -205,11 +213,16 @@ pbx_dial(const struct pbx_addr *addrs, size_t n, const struct pbx_dial_opts *o)
 			continue;
 		if (o->tried != NULL)
 			*o->tried = addrs[i];
-		r = dial_one(&addrs[i], o);
+		int step = 0;
+		struct pbx_dial_opts one = *o;
+		one.failed_step = &step;
+		r = dial_one(&addrs[i], &one);
 		if (r >= 0)
 			return r;
+		if (o->failed_step != NULL)
+			*o->failed_step = step;
 		/* A source that cannot be bound fails the same way for all. */
-		if (r == -EADDRNOTAVAIL || r == -EADDRINUSE || r == -EACCES)
+		if (step != PBX_DIAL_CONNECT)
 			return r;
 	}
 	return r;

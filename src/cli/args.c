@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* args.c: strict parsing of option values, with one-line errors. */
+#include "args.h"
+
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool
+args_number(const char *text, unsigned long min, unsigned long max,
+    unsigned long *out)
+{
+	char *end;
+
+	/* strtoul takes " 5", "+5" and "-5" (wrapped): digits only here. */
+	if (!isdigit((unsigned char)text[0]))
+		return false;
+	errno = 0;
+	unsigned long v = strtoul(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool
+args_seconds(const char *text, double max, int *ms)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)text[0]) && text[0] != '.')
+		return false;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > max)
+		return false;
+	/* Round up: 0.0001 s must not become "no timeout". */
+	*ms = (int)ceil(v * 1000.0);
+	return true;
+}
+
+bool
+args_hostport(const char *what, const char *text, int flags,
+    struct pbx_hostport *out)
+{
+	struct pbx_parse_error e;
+
+	if (pbx_hostport_parse(text, flags, out, &e) == 0)
+		return true;
+	if (e.length == 0)
+		log_error("bad %s '%s': %s %s", what, text, e.part, e.reason);
+	else
+		log_error("bad %s '%s': %s '%.*s' %s", what, text, e.part,
+		    (int)e.length, text + e.offset, e.reason);
+	return false;
+}
+
+int
+args_bad_option(const char *cmd, int c, char *const *argv)
+{
+	const char *opt = argv[optind - 1];
+
+	if (c == ':')
+		log_error("option '%s' needs a value (see pbx %s --help)", opt,
+		    cmd);
+	else if (optopt != 0)
+		log_error("unknown option '-%c' (see pbx %s --help)", optopt,
+		    cmd);
+	else
+		log_error("unknown option '%s' (see pbx %s --help)", opt, cmd);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* connect_cli.c: `pbx connect`: options in, a call placed. */
+#include "../client/client.h"
+#include "args.h"
+#include "cli.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const char connect_usage[] =
+    "usage: pbx connect [OPTIONS] ADDRESS [-- PROGRAM [ARG...]]\n"
+    "\n"
+    "Call ADDRESS (HOST:PORT or [IPV6]:PORT; every address of HOST is tried\n"
+    "in turn). Without PROGRAM, relay stdin to the socket and the socket to\n"
+    "stdout: at the end of stdin, half-close (send FIN) and keep reading; when\n"
+    "the other side closes, exit, even if stdin is still open.\n"
+    "With PROGRAM, run it with the socket on fd 6 (read) and fd 7 (write) and\n"
+    "PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT in its\n"
+    "environment (UCSPI, as tcpclient); its exit status is pbx's.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --source HOST[:PORT]        call from this address (and port; 0 or\n"
+    "                                  none lets the kernel pick)\n"
+    "  -t, --connect-timeout SECONDS   give up on an address after this long\n"
+    "                                  (e.g. 2 or 0.5; default: the kernel's)\n"
+    "  -v, --verbose                   say who answered, from where\n"
+    "  -q, --quiet                     errors only\n"
+    "      --trace                     narrate every socket call\n"
+    "  -h, --help                      this text\n"
+    "\n"
+    "Exit status: 0 the call ended normally, 1 refused, unreachable, timed out\n"
+    "or reset, 2 bad usage.\n";
+
+enum { OPT_TRACE = 256 };
+
+static const struct option connect_options[] = {
+	{"source", required_argument, NULL, 's'},
+	{"connect-timeout", required_argument, NULL, 't'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"trace", no_argument, NULL, OPT_TRACE},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+struct connect_cli {
+	struct client_opts o;
+	enum log_level level;
+	bool trace;
+};
+
+static int
+parse_option(struct connect_cli *cli, int c, const char *arg)
+{
+	switch (c) {
+	case 's':
+		if (!args_hostport("source", arg, PBX_PARSE_PORT_OPTIONAL,
+			&cli->o.source))
+			return EXIT_USAGE;
+		cli->o.has_source = true;
+		return 0;
+	case 't':
+		if (!args_seconds(arg, 86400, &cli->o.timeout_ms))
+			return cli_bad_value("connect-timeout", arg,
+			    "expected seconds, more than 0 and at most 86400");
+		return 0;
+	case 'v':
+		cli->level = LOG_VERBOSE;
+		return 0;
+	case 'q':
+		cli->level = LOG_QUIET;
+		return 0;
+	case OPT_TRACE:
+		cli->trace = true;
+		return 0;
+	default:
+		return EXIT_USAGE;
+	}
+}
+
+/* After ADDRESS: nothing, or -- PROGRAM [ARG...] (prog NULL: no "--"). */
+static int
+parse_program(struct connect_cli *cli, int nrest, char **rest, int nprog,
+    char **prog)
+{
+	if (nrest > 0) {
+		log_error("unexpected argument '%s' (a program goes after --)",
+		    rest[0]);
+		return EXIT_USAGE;
+	}
+	if (prog == NULL)
+		return 0;
+	if (nprog == 0) {
+		log_error("missing PROGRAM after --");
+		return EXIT_USAGE;
+	}
+	cli->o.argv = (const char *const *)prog;
+	return 0;
+}
+
+int
+cli_connect(int argc, char **argv)
+{
+	struct connect_cli cli = {.level = LOG_NORMAL};
+	int c, r;
+
+	log_init("connect", LOG_NORMAL, false);
+	int dash = cli_find_dashes(argc, argv);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(dash, argv, ":s:t:vqh", connect_options,
+		    NULL)) != -1) {
+		if (c == 'h')
+			return cli_help(connect_usage);
+		if (c == '?' || c == ':')
+			return args_bad_option("connect", c, argv);
+		r = parse_option(&cli, c, optarg);
+		if (r != 0)
+			return r;
+	}
+	if (optind >= dash) {
+		log_error("missing ADDRESS (see pbx connect --help)");
+		return EXIT_USAGE;
+	}
+	cli.o.address = argv[optind];
+	if (!args_hostport("address", cli.o.address, 0, &cli.o.where))
+		return EXIT_USAGE;
+	if (cli.o.where.host[0] == '\0') {
+		log_error("bad address '%s': host is missing", cli.o.address);
+		return EXIT_USAGE;
+	}
+	r = parse_program(&cli, dash - optind - 1, argv + optind + 1,
+	    dash < argc ? argc - dash - 1 : 0, dash < argc ? argv + dash + 1 : NULL);
+	if (r != 0)
+		return r;
+	log_init("connect", cli.level, cli.trace);
+	return client_connect(&cli.o);
+}

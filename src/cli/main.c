@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* main.c: pbx COMMAND ...: dispatch only. */
+#include "args.h"
+#include "cli.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char main_usage[] =
+    "usage: pbx COMMAND [OPTIONS] ...\n"
+    "\n"
+    "pbx is a switchboard for TCP: it answers calls and places them.\n"
+    "\n"
+    "Commands:\n"
+    "  serve ADDRESS [HANDLER | -- PROGRAM ...]   listen and answer every caller\n"
+    "  connect ADDRESS [-- PROGRAM ...]           call ADDRESS; relay stdin/stdout\n"
+    "                                             or run PROGRAM on fds 6 and 7\n"
+    "\n"
+    "  pbx COMMAND --help    the options of a command\n"
+    "  pbx --version         the version\n"
+    "\n"
+    "Examples:\n"
+    "  pbx serve 127.0.0.1:9234                  greet each caller (the paper's server)\n"
+    "  pbx connect 127.0.0.1:9234                call it\n"
+    "  pbx serve :7 echo                         an echo service on every address\n"
+    "  pbx serve 127.0.0.1:8000 -- cat           a program per connection\n"
+    "\n"
+    "Exit status: 0 success, 1 runtime failure, 2 usage error.\n";
+
+int
+cli_help(const char *text)
+{
+	fputs(text, stdout);
+	return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+int
+cli_find_dashes(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--") == 0)
+			return i;
+	return argc;
+}
+
+int
+cli_bad_value(const char *what, const char *value, const char *expected)
+{
+	log_error("bad %s '%s': %s", what, value, expected);
+	return EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	log_init("", LOG_NORMAL, false);
+	if (cmd == NULL) {
+		fputs(main_usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(cmd, "serve") == 0)
+		return cli_serve(argc - 1, argv + 1);
+	if (strcmp(cmd, "connect") == 0)
+		return cli_connect(argc - 1, argv + 1);
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+	    strcmp(cmd, "help") == 0)
+		return cli_help(main_usage);
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("pbx %s\n", PBX_VERSION);
+		return EXIT_OK;
+	}
+	log_error("unknown command '%s' (see pbx --help)", cmd);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/* serve_cli.c: `pbx serve`: options in, a running server out. */
+#include "../serve/serve.h"
+#include "args.h"
+#include "cli.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char serve_usage[] =
+    "usage: pbx serve [OPTIONS] ADDRESS [hello|echo|discard | -- PROGRAM [ARG...]]\n"
+    "\n"
+    "Listen on ADDRESS and answer every caller with a handler:\n"
+    "  hello     write \"Hello, person from ADDR\" and close (the default)\n"
+    "  echo      send back every byte until the caller half-closes (RFC 862)\n"
+    "  discard   read and drop everything (RFC 863)\n"
+    "  -- PROGRAM [ARG...]\n"
+    "            run PROGRAM per connection with the socket on fds 0 and 1 and\n"
+    "            PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT\n"
+    "            in its environment (UCSPI, as tcpserver)\n"
+    "\n"
+    "ADDRESS is HOST:PORT, [IPV6]:PORT or :PORT (every address, IPv4 and IPv6).\n"
+    "Port 0 lets the kernel pick; the line \"pbx: listening on ADDR\" on stderr\n"
+    "tells the real one, once the server is ready.\n"
+    "\n"
+    "Options:\n"
+    "  -m, --model MODEL    serial: one caller at a time; fork: a process per\n"
+    "                       caller (default fork)\n"
+    "  -c, --max-conns N    at most N callers at once; at N, stop accepting until\n"
+    "                       one ends (1-1000000, default 100)\n"
+    "  -b, --backlog N      listen backlog (1-65535, default 4096)\n"
+    "  -v, --verbose        a line per connection: accept, end, exit status\n"
+    "  -q, --quiet          errors only\n"
+    "      --trace          narrate every socket call as it happens\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "SIGTERM or SIGINT stops the server (exit 0). Exit status: 0 stopped,\n"
+    "1 could not listen (address in use, unknown host, ...), 2 bad usage.\n";
+
+enum { OPT_TRACE = 256 };
+
+static const struct option serve_options[] = {
+	{"model", required_argument, NULL, 'm'},
+	{"max-conns", required_argument, NULL, 'c'},
+	{"backlog", required_argument, NULL, 'b'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"trace", no_argument, NULL, OPT_TRACE},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+struct serve_cli {
+	struct serve_opts o;
+	enum log_level level;
+	bool trace;
+};
+
+static int
+parse_option(struct serve_cli *cli, int c, const char *arg)
+{
+	unsigned long n;
+
+	switch (c) {
+	case 'm':
+		if (strcmp(arg, "serial") == 0)
+			cli->o.model = SERVE_SERIAL;
+		else if (strcmp(arg, "fork") == 0)
+			cli->o.model = SERVE_FORK;
+		else
+			return cli_bad_value("model", arg,
+			    "expected serial or fork");
+		return 0;
+	case 'c':
+		if (!args_number(arg, 1, 1000000, &n))
+			return cli_bad_value("max-conns", arg,
+			    "expected a number from 1 to 1000000");
+		cli->o.max_conns = (unsigned)n;
+		return 0;
+	case 'b':
+		if (!args_number(arg, 1, 65535, &n))
+			return cli_bad_value("backlog", arg,
+			    "expected a number from 1 to 65535");
+		cli->o.backlog = (int)n;
+		return 0;
+	case 'v':
+		cli->level = LOG_VERBOSE;
+		return 0;
+	case 'q':
+		cli->level = LOG_QUIET;
+		return 0;
+	case OPT_TRACE:
+		cli->trace = true;
+		return 0;
+	default:
+		return EXIT_USAGE;
+	}
+}
+
+static const struct serve_handler *
+find_handler(const char *name)
+{
+	static const struct serve_handler *const builtin[] = {
+	    &serve_hello, &serve_echo, &serve_discard};
+
+	for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
+		if (strcmp(builtin[i]->name, name) == 0)
+			return builtin[i];
+	return NULL;
+}
+
+/*
+ * What follows ADDRESS: nothing, a handler name, or -- PROGRAM [ARG...].
+ * rest holds the words before "--"; prog those after it (NULL: no "--").
+ */
+static int
+parse_handler(struct serve_cli *cli, int nrest, char **rest, int nprog,
+    char **prog)
+{
+	cli->o.handler = &serve_hello;
+	if (prog != NULL) {
+		if (nrest > 0) {
+			log_error("unexpected argument '%s': give a handler or "
+				  "-- PROGRAM, not both",
+			    rest[0]);
+			return EXIT_USAGE;
+		}
+		if (nprog == 0) {
+			log_error("missing PROGRAM after --");
+			return EXIT_USAGE;
+		}
+		cli->o.handler = &serve_exec;
+		cli->o.argv = (const char *const *)prog;
+		return 0;
+	}
+	if (nrest == 0)
+		return 0;
+	cli->o.handler = find_handler(rest[0]);
+	if (cli->o.handler == NULL) {
+		log_error("unknown handler '%s': expected hello, echo, discard "
+			  "or -- PROGRAM",
+		    rest[0]);
+		return EXIT_USAGE;
+	}
+	if (nrest > 1) {
+		log_error("unexpected argument '%s' after handler '%s'",
+		    rest[1], rest[0]);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int
+cli_serve(int argc, char **argv)
+{
+	struct serve_cli cli = {
+		.o = {.model = SERVE_FORK, .max_conns = 100, .backlog = 4096},
+		.level = LOG_NORMAL,
+	};
+	int c, r;
+
+	log_init("serve", LOG_NORMAL, false);
+	int dash = cli_find_dashes(argc, argv);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(dash, argv, ":m:c:b:vqh", serve_options,
+		    NULL)) != -1) {
+		if (c == 'h')
+			return cli_help(serve_usage);
+		if (c == '?' || c == ':')
+			return args_bad_option("serve", c, argv);
+		r = parse_option(&cli, c, optarg);
+		if (r != 0)
+			return r;
+	}
+	if (optind >= dash) {
+		log_error("missing ADDRESS (see pbx serve --help)");
+		return EXIT_USAGE;
+	}
+	cli.o.address = argv[optind];
+	if (!args_hostport("address", cli.o.address, 0, &cli.o.where))
+		return EXIT_USAGE;
+	r = parse_handler(&cli, dash - optind - 1, argv + optind + 1,
+	    dash < argc ? argc - dash - 1 : 0, dash < argc ? argv + dash + 1 : NULL);
+	if (r != 0)
+		return r;
+	log_init("serve", cli.level, cli.trace);
+	return serve_run(&cli.o) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}

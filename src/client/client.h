@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* client.h: the caller's side: dial, then relay or hand over to a program. */
+#ifndef CLIENT_H
+#define CLIENT_H
+
+#include "pbx.h"
+
+#include <stdbool.h>
+
+struct client_opts {
+	const char *address; /* as typed, for messages */
+	struct pbx_hostport where;
+	bool has_source;
+	struct pbx_hostport source; /* the paper's bind before connect */
+	int timeout_ms;             /* per address; 0: the kernel's */
+	const char *const *argv;    /* a program for fds 6/7, or NULL */
+};
+
+/* Dial and relay (or exec the program); returns the exit status. */
+int client_connect(const struct client_opts *o);
+
+#endif /* CLIENT_H */

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * connect.c: `pbx connect`: place the call, then either relay
+ * stdin/stdout like netcat (half-close included) or become a program with
+ * the socket on fds 6 and 7 (UCSPI, as tcpclient).
+ */
+#include "client.h"
+
+#include "../cli/args.h"
+#include "../cli/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#define MAX_ADDRS 16
+
+struct dial_result {
+	int err;  /* the error worth reporting */
+	int step; /* PBX_DIAL_*, 0 when no address suited the source */
+	struct pbx_addr tried;
+	const struct pbx_addr *source;
+};
+
+/*
+ * Try each source candidate in turn (":PORT" gives "::" and "0.0.0.0");
+ * pbx_dial only pairs a source with targets of its own family.
+ */
+static int
+dial_all(const struct client_opts *o, const struct pbx_addr *to, int nto,
+    const struct pbx_addr *from, int nfrom, struct dial_result *res)
+{
+	int step;
+	struct pbx_dial_opts d = {
+		.timeout_ms = o->timeout_ms,
+		.trace = log_tracing() ? log_trace_cb : NULL,
+		.failed_step = &step,
+	};
+	struct pbx_addr tried;
+
+	d.tried = &tried;
+	*res = (struct dial_result){.err = -EAFNOSUPPORT};
+	for (int i = 0; i < (nfrom > 0 ? nfrom : 1); i++) {
+		step = 0;
+		d.source = nfrom > 0 ? &from[i] : NULL;
+		int fd = pbx_dial(to, (size_t)nto, &d);
+		if (fd >= 0)
+			return fd;
+		if (step == 0)
+			continue; /* no target of this source's family */
+		*res = (struct dial_result){
+			.err = fd, .step = step, .tried = tried, .source = d.source};
+		if (step != PBX_DIAL_CONNECT)
+			break; /* the source itself is unusable */
+	}
+	return res->err;
+}
+
+static void
+report_dial(const struct client_opts *o, const struct dial_result *res)
+{
+	char text[PBX_ADDR_STRLEN];
+
+	switch (res->step) {
+	case PBX_DIAL_SOCKET:
+	case PBX_DIAL_BIND:
+		pbx_addr_format(res->source, text, sizeof text);
+		log_error("%s %s: %s",
+		    res->step == PBX_DIAL_BIND ? "bind" : "socket", text,
+		    pbx_strerror(res->err));
+		return;
+	case PBX_DIAL_CONNECT:
+		pbx_addr_format(&res->tried, text, sizeof text);
+		log_error("dial %s: %s", text, pbx_strerror(res->err));
+		return;
+	default:
+		log_error("dial %s: no address of the source's family",
+		    o->address);
+		return;
+	}
+}
+
+static int
+resolve(const struct pbx_hostport *hp, int flags, struct pbx_addr *out)
+{
+	int n = pbx_addr_resolve(hp, flags, out, MAX_ADDRS);
+	if (n < 0)
+		log_error("resolve %s: %s", hp->host, pbx_strerror(n));
+	return n;
+}
+
+static void
+log_connected(int fd)
+{
+	char rtext[PBX_ADDR_STRLEN], ltext[PBX_ADDR_STRLEN];
+	struct pbx_addr local, remote;
+
+	if (log_level() < LOG_VERBOSE || pbx_addr_local(fd, &local) < 0 ||
+	    pbx_addr_remote(fd, &remote) < 0)
+		return;
+	pbx_addr_format(&remote, rtext, sizeof rtext);
+	pbx_addr_format(&local, ltext, sizeof ltext);
+	log_event("connected remote=%s local=%s", rtext, ltext);
+}
+
+/* Become the program: socket on 6 and 7, the caller's view in TCP*. */
+static int
+run_program(const struct client_opts *o, int fd)
+{
+	struct pbx_addr local, remote;
+	struct pbx_env env;
+	int r = pbx_addr_local(fd, &local);
+
+	if (r == 0)
+		r = pbx_addr_remote(fd, &remote);
+	if (r == 0)
+		r = pbx_env_init(&env, NULL);
+	if (r == 0) {
+		pbx_env_set_tcp(&env, &local, &remote);
+		struct pbx_spawn_opts so = {.argv = o->argv,
+		    .envp = env.envp,
+		    .sock_fd = fd,
+		    .layout = PBX_FDS_CLIENT};
+		r = pbx_exec(&so);
+		pbx_env_fini(&env);
+	}
+	log_error("run %s: %s", o->argv[0], pbx_strerror(r));
+	return EXIT_RUNTIME;
+}
+
+static int
+relay(const struct client_opts *o, int fd)
+{
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	int where = 0;
+
+	/* A reader of our stdout that goes away ends the relay, quietly. */
+	sigaction(SIGPIPE, &ign, NULL);
+	int r = pbx_relay(STDIN_FILENO, STDOUT_FILENO, fd, 0, NULL, &where);
+	close(fd);
+	if (r == 0 || (r == -EPIPE && where == 0))
+		return EXIT_OK;
+	if (where == 1)
+		log_error("connection %s: %s", o->address, pbx_strerror(r));
+	else
+		log_error("relay stdin/stdout: %s", pbx_strerror(r));
+	return EXIT_RUNTIME;
+}
+
+int
+client_connect(const struct client_opts *o)
+{
+	struct pbx_addr to[MAX_ADDRS], from[MAX_ADDRS];
+	struct dial_result res;
+	int nfrom = 0;
+
+	int nto = resolve(&o->where, 0, to);
+	if (nto < 0)
+		return EXIT_RUNTIME;
+	if (o->has_source) {
+		nfrom = resolve(&o->source, PBX_RESOLVE_PASSIVE, from);
+		if (nfrom < 0)
+			return EXIT_RUNTIME;
+	}
+	int fd = dial_all(o, to, nto, from, nfrom, &res);
+	if (fd < 0) {
+		report_dial(o, &res);
+		return EXIT_RUNTIME;
+	}
+	log_connected(fd);
+	if (o->argv != NULL)
+		return run_program(o, fd);
+	return relay(o, fd);
+}

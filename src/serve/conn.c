@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* conn.c: the connection record: its phases, its I/O, its end. */
+#include "serve.h"
+
+#include "../cli/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct serve_conn *
+conn_get(struct serve *srv)
+{
+	struct serve_conn *c = srv->pool;
+
+	if (c != NULL)
+		srv->pool = c->next_free;
+	else
+		c = malloc(sizeof *c);
+	if (c != NULL)
+		memset(c, 0, sizeof *c);
+	return c;
+}
+
+static void
+conn_put(struct serve *srv, struct serve_conn *c)
+{
+	c->next_free = srv->pool;
+	srv->pool = c;
+}
+
+static void
+on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct serve_conn *c = w->data;
+
+	(void)loop;
+	c->handler->ready(c, events);
+}
+
+void
+serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
+{
+	struct serve_conn *c = conn_get(srv);
+	char rtext[PBX_ADDR_STRLEN], ltext[PBX_ADDR_STRLEN];
+
+	if (c == NULL) {
+		log_error("accept: %s", pbx_strerror(-ENOMEM));
+		close(fd);
+		return;
+	}
+	/* Phase 1, accepted: the record knows both ends, nothing else ran. */
+	c->io = (struct pbx_io){.fd = fd, .cb = on_ready, .data = c};
+	c->srv = srv;
+	c->remote = *remote;
+	c->started_ms = pbx_loop_now(srv->loop);
+	c->handler = srv->opts->handler;
+	if (pbx_addr_local(fd, &c->local) < 0)
+		c->local = srv->local;
+	srv->live++;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+	if (!srv->in_child && log_level() >= LOG_VERBOSE) {
+		pbx_addr_format(&c->remote, rtext, sizeof rtext);
+		pbx_addr_format(&c->local, ltext, sizeof ltext);
+		log_event("accept remote=%s local=%s", rtext, ltext);
+	}
+	/* Phase 2, content: the handler takes over. */
+	c->handler->start(c);
+}
+
+ssize_t
+conn_read(struct serve_conn *c, void *buf, size_t len)
+{
+	ssize_t n = pbx_read_some(c->io.fd, buf, len);
+
+	if (n > 0)
+		c->bytes_in += (uint64_t)n;
+	if (n != -EAGAIN)
+		log_trace("read(%d) = %zd", c->io.fd, n);
+	return n;
+}
+
+ssize_t
+conn_write(struct serve_conn *c, const void *buf, size_t len)
+{
+	ssize_t n = pbx_write_some(c->io.fd, buf, len);
+
+	if (n > 0)
+		c->bytes_out += (uint64_t)n;
+	if (n != -EAGAIN)
+		log_trace("write(%d, %zu bytes) = %zd", c->io.fd, len, n);
+	return n;
+}
+
+int
+conn_shutdown_write(struct serve_conn *c)
+{
+	return pbx_shutdown_write(c->io.fd);
+}
+
+void
+conn_want(struct serve_conn *c, unsigned events)
+{
+	int r = pbx_io_start(c->srv->loop, &c->io, events);
+	if (r < 0)
+		conn_end(c, r);
+}
+
+int
+conn_keep_pending(struct serve_conn *c, const char *buf, size_t len)
+{
+	if (c->pending == NULL) {
+		c->pending = malloc(c->srv->scratch_size);
+		if (c->pending == NULL)
+			return -ENOMEM;
+	}
+	memmove(c->pending, buf, len);
+	c->pending_off = 0;
+	c->pending_len = (uint32_t)len;
+	return 0;
+}
+
+int
+conn_flush_pending(struct serve_conn *c)
+{
+	while (c->pending_off < c->pending_len) {
+		ssize_t n = conn_write(c, c->pending + c->pending_off,
+		    c->pending_len - c->pending_off);
+		if (n < 0)
+			return (int)n;
+		c->pending_off += (uint32_t)n;
+	}
+	/* Drained: give the buffer back, an idle record stays small. */
+	free(c->pending);
+	c->pending = NULL;
+	c->pending_off = c->pending_len = 0;
+	return 0;
+}
+
+int
+conn_fd(const struct serve_conn *c)
+{
+	return c->io.fd;
+}
+
+void
+conn_close_fd(struct serve_conn *c)
+{
+	if (c->io.fd < 0)
+		return;
+	pbx_io_stop(c->srv->loop, &c->io);
+	log_trace("close(%d)", c->io.fd);
+	close(c->io.fd);
+	c->io.fd = -1;
+}
+
+static void
+conn_recycle(struct serve_conn *c)
+{
+	struct serve *srv = c->srv;
+
+	conn_close_fd(c);
+	if (c->handler->release != NULL)
+		c->handler->release(c);
+	free(c->pending);
+	c->pending = NULL;
+	conn_put(srv, c);
+	srv->live--;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+}
+
+void
+conn_end(struct serve_conn *c, int err)
+{
+	char rtext[PBX_ADDR_STRLEN];
+	uint64_t ms = pbx_loop_now(c->srv->loop) - c->started_ms;
+
+	if (log_level() >= LOG_VERBOSE && !c->srv->in_child) {
+		pbx_addr_format(&c->remote, rtext, sizeof rtext);
+		log_event("end remote=%s in=%llu out=%llu ms=%llu%s%s", rtext,
+		    (unsigned long long)c->bytes_in,
+		    (unsigned long long)c->bytes_out, (unsigned long long)ms,
+		    err < 0 ? " error=" : "", err < 0 ? pbx_strerror(err) : "");
+	}
+	conn_recycle(c);
+}
+
+void
+conn_end_program(struct serve_conn *c, int wstatus)
+{
+	char rtext[PBX_ADDR_STRLEN];
+	uint64_t ms = pbx_loop_now(c->srv->loop) - c->started_ms;
+
+	if (log_level() >= LOG_VERBOSE) {
+		pbx_addr_format(&c->remote, rtext, sizeof rtext);
+		log_event("end remote=%s pid=%ld %s=%d ms=%llu", rtext,
+		    (long)c->child.pid,
+		    WIFSIGNALED(wstatus) ? "signal" : "status",
+		    WIFSIGNALED(wstatus) ? WTERMSIG(wstatus)
+					 : WEXITSTATUS(wstatus),
+		    (unsigned long long)ms);
+	}
+	conn_recycle(c);
+}

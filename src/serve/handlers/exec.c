@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * exec.c: run a program per connection (UCSPI): the socket on fds 0 and 1,
+ * PROTO and the TCP* variables in the environment.
+ */
+#include "../serve.h"
+
+#include "../../cli/log.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void
+program_exited(struct pbx_loop *loop, struct pbx_child *child, int wstatus)
+{
+	struct serve_conn *c = child->data;
+
+	(void)loop;
+	conn_end_program(c, wstatus);
+}
+
+static void
+exec_start(struct serve_conn *c)
+{
+	struct serve *srv = c->srv;
+	struct pbx_spawn_opts o = {
+		.argv = srv->opts->argv,
+		.envp = srv->env.envp,
+		.sock_fd = conn_fd(c),
+		.layout = PBX_FDS_SERVER,
+	};
+
+	pbx_env_set_tcp(&srv->env, &c->local, &c->remote);
+	if (srv->in_child) {
+		/* A fork-model child exists for this: become the program. */
+		int r = pbx_exec(&o);
+		log_error("run %s: %s", o.argv[0], pbx_strerror(r));
+		_exit(1);
+	}
+	pid_t pid = pbx_spawn(&o);
+	if (pid < 0) {
+		log_error("run %s: %s", o.argv[0], pbx_strerror(pid));
+		conn_end(c, pid);
+		return;
+	}
+	log_trace("spawn(%s) = %ld", o.argv[0], (long)pid);
+	/* The program has the socket now; our copy would hold it open. */
+	conn_close_fd(c);
+	c->child = (struct pbx_child){.pid = pid, .cb = program_exited, .data = c};
+	int r = pbx_child_start(srv->loop, &c->child);
+	if (r < 0) {
+		/* Unwatchable means unreapable: stop it rather than leak. */
+		log_error("watch %s (pid %ld): %s", o.argv[0], (long)pid,
+		    pbx_strerror(r));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		conn_end(c, r);
+	}
+}
+
+static void
+exec_ready(struct serve_conn *c, unsigned events)
+{
+	/* exec never asks for fd events: the program does the I/O. */
+	(void)c;
+	(void)events;
+}
+
+const struct serve_handler serve_exec = {
+	.name = "exec",
+	.start = exec_start,
+	.ready = exec_ready,
+};

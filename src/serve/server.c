@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* server.c: what every model shares: listen, signals, accept, pausing. */
+#include "serve.h"
+
+#include "../cli/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SCRATCH_SIZE 65536
+#define ACCEPT_RETRY_MS 100
+
+void
+serve_pause_accept(struct serve *srv, bool pause)
+{
+	if (srv->listen_fd < 0)
+		return;
+	if (pause)
+		pbx_io_stop(srv->loop, &srv->listen_io);
+	else if (srv->listen_io.events == 0)
+		pbx_io_start(srv->loop, &srv->listen_io, PBX_READABLE);
+}
+
+static void
+on_accept_retry(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct serve *srv = t->data;
+
+	(void)loop;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+}
+
+/*
+ * Out of fds, memory or buffers: accept would fail again at once, so
+ * watching the listener now would spin. Pause it briefly instead.
+ */
+static void
+back_off(struct serve *srv, int err)
+{
+	log_error("accept: %s (pausing %d ms)", pbx_strerror(err),
+	    ACCEPT_RETRY_MS);
+	serve_pause_accept(srv, true);
+	srv->accept_retry.cb = on_accept_retry;
+	srv->accept_retry.data = srv;
+	pbx_timer_start(srv->loop, &srv->accept_retry, ACCEPT_RETRY_MS);
+}
+
+int
+serve_accept_one(struct serve *srv, struct pbx_addr *remote)
+{
+	char text[PBX_ADDR_STRLEN];
+
+	int fd = pbx_accept(srv->listen_fd, remote, PBX_ACCEPT_NONBLOCK);
+	if (fd >= 0) {
+		if (log_tracing()) {
+			pbx_addr_format(remote, text, sizeof text);
+			log_trace("accept(%d) = %d from %s", srv->listen_fd, fd,
+			    text);
+		}
+		return fd;
+	}
+	switch (fd) {
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOBUFS:
+	case -ENOMEM:
+		back_off(srv, fd);
+		break;
+	default:
+		/* EAGAIN, or a caller who left before we answered. */
+		break;
+	}
+	return fd;
+}
+
+static void
+on_stop_signal(struct pbx_loop *loop, struct pbx_signal *s)
+{
+	(void)s;
+	pbx_loop_stop(loop);
+}
+
+static int
+listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
+{
+	struct pbx_listen_opts lo = {
+		.backlog = srv->opts->backlog,
+		.nonblock = true,
+		.trace = log_tracing() ? log_trace_cb : NULL,
+	};
+	char text[PBX_ADDR_STRLEN];
+	int fd = -EADDRNOTAVAIL;
+
+	for (int i = 0; i < n; i++) {
+		fd = pbx_listen(&addrs[i], &lo);
+		/* No IPv6 on this host: "::" falls back to "0.0.0.0". */
+		if (fd == -EAFNOSUPPORT && i + 1 < n)
+			continue;
+		if (fd >= 0)
+			return fd;
+		pbx_addr_format(&addrs[i], text, sizeof text);
+		log_error("listen %s: %s", text, pbx_strerror(fd));
+		return fd;
+	}
+	return fd;
+}
+
+/* Resolve, listen and install signal watchers: everything but serving. */
+static int
+serve_setup(struct serve *srv)
+{
+	struct pbx_addr addrs[8];
+	const struct serve_opts *o = srv->opts;
+
+	int n = pbx_addr_resolve(&o->where, PBX_RESOLVE_PASSIVE, addrs, 8);
+	if (n < 0) {
+		log_error("resolve %s: %s", o->where.host, pbx_strerror(n));
+		return n;
+	}
+	int r = pbx_loop_new(&srv->loop);
+	if (r < 0) {
+		log_error("create event loop: %s", pbx_strerror(r));
+		return r;
+	}
+	srv->sig_term = (struct pbx_signal){.signo = SIGTERM, .cb = on_stop_signal};
+	srv->sig_int = (struct pbx_signal){.signo = SIGINT, .cb = on_stop_signal};
+	r = pbx_signal_start(srv->loop, &srv->sig_term);
+	if (r == 0)
+		r = pbx_signal_start(srv->loop, &srv->sig_int);
+	if (r < 0) {
+		log_error("watch signals: %s", pbx_strerror(r));
+		return r;
+	}
+	srv->listen_fd = listen_first(srv, addrs, n);
+	if (srv->listen_fd < 0)
+		return srv->listen_fd;
+	pbx_addr_local(srv->listen_fd, &srv->local);
+	srv->scratch_size = SCRATCH_SIZE;
+	srv->scratch = malloc(SCRATCH_SIZE);
+	if (srv->scratch == NULL)
+		return -ENOMEM;
+	if (o->handler == &serve_exec)
+		return pbx_env_init(&srv->env, NULL);
+	return 0;
+}
+
+static void
+serve_teardown(struct serve *srv)
+{
+	while (srv->pool != NULL) {
+		struct serve_conn *c = srv->pool;
+		srv->pool = c->next_free;
+		free(c);
+	}
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	pbx_env_fini(&srv->env);
+	free(srv->scratch);
+	free(srv->children);
+	pbx_loop_free(srv->loop);
+}
+
+int
+serve_run(const struct serve_opts *o)
+{
+	struct serve srv = {.opts = o, .listen_fd = -1, .limit = o->max_conns};
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	char text[PBX_ADDR_STRLEN];
+	int r;
+
+	/* A caller who vanishes mid-write is an error on that write only. */
+	sigaction(SIGPIPE, &ign, NULL);
+	r = serve_setup(&srv);
+	if (r == 0) {
+		pbx_addr_format(&srv.local, text, sizeof text);
+		log_notice("listening on %s", text);
+		srv.listen_io = (struct pbx_io){
+			.fd = srv.listen_fd, .data = &srv};
+		r = o->model == SERVE_FORK ? serve_fork_run(&srv)
+					   : serve_serial_run(&srv);
+	}
+	serve_teardown(&srv);
+	return r < 0 ? 1 : 0;
+}
