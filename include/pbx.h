@@ -119,8 +119,8 @@ enum {
  * Without it, the empty host is -EINVAL. May block on DNS.
  * Returns the number of addresses (>= 1) or a negative code (PBX_EAI_*).
  */
-int pbx_addr_resolve(const struct pbx_hostport *hp, int flags,
-    struct pbx_addr *out, size_t max);
+int pbx_addr_resolve(
+    const struct pbx_hostport *hp, int flags, struct pbx_addr *out, size_t max);
 
 /* Family (AF_INET or AF_INET6) and port of an address. */
 int pbx_addr_family(const struct pbx_addr *a);
@@ -150,10 +150,10 @@ int pbx_addr_remote(int fd, struct pbx_addr *out);
 /* ------------------------------------------------------------------ */
 
 struct pbx_listen_opts {
-	int backlog;       /* <= 0: SOMAXCONN */
-	bool reuseport;    /* SO_REUSEPORT, for several listeners on a port */
-	bool v6only;       /* on "::": IPv6 only instead of dual-stack */
-	bool nonblock;     /* the listening socket is non-blocking */
+	int backlog;        /* <= 0: SOMAXCONN */
+	bool reuseport;     /* SO_REUSEPORT, for several listeners on a port */
+	bool v6only;        /* on "::": IPv6 only instead of dual-stack */
+	bool nonblock;      /* the listening socket is non-blocking */
 	pbx_trace_cb trace; /* may be NULL */
 	void *trace_arg;
 };
@@ -166,8 +166,8 @@ int pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o);
 
 struct pbx_dial_opts {
 	const struct pbx_addr *source; /* bind here first; NULL: kernel picks */
-	int timeout_ms;                 /* per address; <= 0: no timeout */
-	pbx_trace_cb trace;             /* may be NULL */
+	int timeout_ms;                /* per address; <= 0: no timeout */
+	pbx_trace_cb trace;            /* may be NULL */
 	void *trace_arg;
 	/* Filled on return when not NULL: the address that answered or the
 	 * last one tried, and on failure which step failed (PBX_DIAL_*). */
@@ -189,8 +189,8 @@ enum {
  * error of the last attempt (-ETIMEDOUT when the timeout expired,
  * -EAFNOSUPPORT when no address matched the source's family).
  */
-int pbx_dial(const struct pbx_addr *addrs, size_t n,
-    const struct pbx_dial_opts *o);
+int pbx_dial(
+    const struct pbx_addr *addrs, size_t n, const struct pbx_dial_opts *o);
 
 /*
  * Start a non-blocking connect (for callers that wait on their own loop).
@@ -261,7 +261,8 @@ struct pbx_relay_stats {
 	uint64_t from_socket; /* bytes from the socket to out_fd */
 };
 enum {
-	PBX_RELAY_WAIT_LOCAL = 1 << 0, /* after the socket's end, finish in_fd */
+	PBX_RELAY_WAIT_LOCAL = 1
+			       << 0, /* after the socket's end, finish in_fd */
 };
 int pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
     struct pbx_relay_stats *stats, int *where);
@@ -285,8 +286,8 @@ enum {
 };
 
 struct pbx_io;
-typedef void (*pbx_io_cb)(struct pbx_loop *loop, struct pbx_io *w,
-    unsigned events);
+typedef void (*pbx_io_cb)(
+    struct pbx_loop *loop, struct pbx_io *w, unsigned events);
 struct pbx_io {
 	int fd;          /* borrowed: the loop never closes it */
 	unsigned events; /* read-only: what is being watched */
@@ -313,8 +314,8 @@ struct pbx_signal {
 };
 
 struct pbx_child;
-typedef void (*pbx_child_cb)(struct pbx_loop *loop, struct pbx_child *c,
-    int wstatus);
+typedef void (*pbx_child_cb)(
+    struct pbx_loop *loop, struct pbx_child *c, int wstatus);
 struct pbx_child {
 	pid_t pid;
 	pbx_child_cb cb; /* gets the wait status; the child is reaped */
@@ -333,7 +334,8 @@ void pbx_loop_free(struct pbx_loop *loop);
 
 /*
  * Run until pbx_loop_stop() is called or nothing is being watched (no
- * started fd, signal or child watcher and no timer). Returns 0 or -errno if epoll_wait fails.
+ * started fd, signal or child watcher and no timer). Returns 0 or -errno if
+ * epoll_wait fails.
  */
 int pbx_loop_run(struct pbx_loop *loop);
 
@@ -384,9 +386,9 @@ void pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c);
  * no allocation happens per connection.
  */
 struct pbx_env {
-	char **envp;    /* owned: NULL-terminated, what exec receives */
-	char *slots;    /* owned: storage for the five variables */
-	size_t count;   /* entries in envp before the terminating NULL */
+	char **envp;  /* owned: NULL-terminated, what exec receives */
+	char *slots;  /* owned: storage for the five variables */
+	size_t count; /* entries in envp before the terminating NULL */
 };
 
 /* Build from base (e.g. environ). Returns 0 or -ENOMEM. */

@@ -12,8 +12,8 @@
 #include <string.h>
 
 bool
-args_number(const char *text, unsigned long min, unsigned long max,
-    unsigned long *out)
+args_number(
+    const char *text, unsigned long min, unsigned long max, unsigned long *out)
 {
 	char *end;
 
@@ -45,8 +45,8 @@ args_seconds(const char *text, double max, int *ms)
 }
 
 bool
-args_hostport(const char *what, const char *text, int flags,
-    struct pbx_hostport *out)
+args_hostport(
+    const char *what, const char *text, int flags, struct pbx_hostport *out)
 {
 	struct pbx_parse_error e;
 
@@ -66,11 +66,11 @@ args_bad_option(const char *cmd, int c, char *const *argv)
 	const char *opt = argv[optind - 1];
 
 	if (c == ':')
-		log_error("option '%s' needs a value (see pbx %s --help)", opt,
-		    cmd);
+		log_error(
+		    "option '%s' needs a value (see pbx %s --help)", opt, cmd);
 	else if (optopt != 0)
-		log_error("unknown option '-%c' (see pbx %s --help)", optopt,
-		    cmd);
+		log_error(
+		    "unknown option '-%c' (see pbx %s --help)", optopt, cmd);
 	else
 		log_error("unknown option '%s' (see pbx %s --help)", opt, cmd);
 	return EXIT_USAGE;

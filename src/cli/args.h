@@ -14,8 +14,8 @@ enum {
 };
 
 /* A whole decimal number in [min, max]; false if anything else. */
-bool args_number(const char *text, unsigned long min, unsigned long max,
-    unsigned long *out);
+bool args_number(
+    const char *text, unsigned long min, unsigned long max, unsigned long *out);
 
 /* Seconds as "2" or "0.5" in (0, max]; the result in milliseconds. */
 bool args_seconds(const char *text, double max, int *ms);
@@ -24,8 +24,8 @@ bool args_seconds(const char *text, double max, int *ms);
  * Parse an address argument; on error print
  * "pbx: CMD: bad WHAT 'TEXT': PART 'BAD' REASON" and return false.
  */
-bool args_hostport(const char *what, const char *text, int flags,
-    struct pbx_hostport *out);
+bool args_hostport(
+    const char *what, const char *text, int flags, struct pbx_hostport *out);
 
 /*
  * Report what getopt_long did not like (c is '?' or ':') and return

@@ -13,7 +13,8 @@ static const char connect_usage[] =
     "\n"
     "Call ADDRESS (HOST:PORT or [IPV6]:PORT; every address of HOST is tried\n"
     "in turn). Without PROGRAM, relay stdin to the socket and the socket to\n"
-    "stdout: at the end of stdin, half-close (send FIN) and keep reading; when\n"
+    "stdout: at the end of stdin, half-close (send FIN) and keep reading; "
+    "when\n"
     "the other side closes, exit, even if stdin is still open.\n"
     "With PROGRAM, run it with the socket on fd 6 (read) and fd 7 (write) and\n"
     "PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT in its\n"
@@ -29,19 +30,20 @@ static const char connect_usage[] =
     "      --trace                     narrate every socket call\n"
     "  -h, --help                      this text\n"
     "\n"
-    "Exit status: 0 the call ended normally, 1 refused, unreachable, timed out\n"
+    "Exit status: 0 the call ended normally, 1 refused, unreachable, timed "
+    "out\n"
     "or reset, 2 bad usage.\n";
 
 enum { OPT_TRACE = 256 };
 
 static const struct option connect_options[] = {
-	{"source", required_argument, NULL, 's'},
-	{"connect-timeout", required_argument, NULL, 't'},
-	{"verbose", no_argument, NULL, 'v'},
-	{"quiet", no_argument, NULL, 'q'},
-	{"trace", no_argument, NULL, OPT_TRACE},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"source", required_argument, NULL, 's'},
+    {"connect-timeout", required_argument, NULL, 't'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"trace", no_argument, NULL, OPT_TRACE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 struct connect_cli {
@@ -55,8 +57,8 @@ parse_option(struct connect_cli *cli, int c, const char *arg)
 {
 	switch (c) {
 	case 's':
-		if (!args_hostport("source", arg, PBX_PARSE_PORT_OPTIONAL,
-			&cli->o.source))
+		if (!args_hostport(
+			"source", arg, PBX_PARSE_PORT_OPTIONAL, &cli->o.source))
 			return EXIT_USAGE;
 		cli->o.has_source = true;
 		return 0;
@@ -81,8 +83,8 @@ parse_option(struct connect_cli *cli, int c, const char *arg)
 
 /* After ADDRESS: nothing, or -- PROGRAM [ARG...] (prog NULL: no "--"). */
 static int
-parse_program(struct connect_cli *cli, int nrest, char **rest, int nprog,
-    char **prog)
+parse_program(
+    struct connect_cli *cli, int nrest, char **rest, int nprog, char **prog)
 {
 	if (nrest > 0) {
 		log_error("unexpected argument '%s' (a program goes after --)",
@@ -109,8 +111,8 @@ cli_connect(int argc, char **argv)
 	int dash = cli_find_dashes(argc, argv);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(dash, argv, ":s:t:vqh", connect_options,
-		    NULL)) != -1) {
+	while ((c = getopt_long(
+		    dash, argv, ":s:t:vqh", connect_options, NULL)) != -1) {
 		if (c == 'h')
 			return cli_help(connect_usage);
 		if (c == '?' || c == ':')
@@ -131,7 +133,8 @@ cli_connect(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	r = parse_program(&cli, dash - optind - 1, argv + optind + 1,
-	    dash < argc ? argc - dash - 1 : 0, dash < argc ? argv + dash + 1 : NULL);
+	    dash < argc ? argc - dash - 1 : 0,
+	    dash < argc ? argv + dash + 1 : NULL);
 	if (r != 0)
 		return r;
 	log_init("connect", cli.level, cli.trace);

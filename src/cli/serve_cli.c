@@ -10,25 +10,31 @@
 #include <string.h>
 
 static const char serve_usage[] =
-    "usage: pbx serve [OPTIONS] ADDRESS [hello|echo|discard | -- PROGRAM [ARG...]]\n"
+    "usage: pbx serve [OPTIONS] ADDRESS [hello|echo|discard | -- PROGRAM "
+    "[ARG...]]\n"
     "\n"
     "Listen on ADDRESS and answer every caller with a handler:\n"
     "  hello     write \"Hello, person from ADDR\" and close (the default)\n"
     "  echo      send back every byte until the caller half-closes (RFC 862)\n"
     "  discard   read and drop everything (RFC 863)\n"
     "  -- PROGRAM [ARG...]\n"
-    "            run PROGRAM per connection with the socket on fds 0 and 1 and\n"
-    "            PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT\n"
+    "            run PROGRAM per connection with the socket on fds 0 and 1 "
+    "and\n"
+    "            PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, "
+    "TCPREMOTEPORT\n"
     "            in its environment (UCSPI, as tcpserver)\n"
     "\n"
-    "ADDRESS is HOST:PORT, [IPV6]:PORT or :PORT (every address, IPv4 and IPv6).\n"
-    "Port 0 lets the kernel pick; the line \"pbx: listening on ADDR\" on stderr\n"
+    "ADDRESS is HOST:PORT, [IPV6]:PORT or :PORT (every address, IPv4 and "
+    "IPv6).\n"
+    "Port 0 lets the kernel pick; the line \"pbx: listening on ADDR\" on "
+    "stderr\n"
     "tells the real one, once the server is ready.\n"
     "\n"
     "Options:\n"
     "  -m, --model MODEL    serial: one caller at a time; fork: a process per\n"
     "                       caller (default fork)\n"
-    "  -c, --max-conns N    at most N callers at once; at N, stop accepting until\n"
+    "  -c, --max-conns N    at most N callers at once; at N, stop accepting "
+    "until\n"
     "                       one ends (1-1000000, default 100)\n"
     "  -b, --backlog N      listen backlog (1-65535, default 4096)\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
@@ -42,14 +48,14 @@ static const char serve_usage[] =
 enum { OPT_TRACE = 256 };
 
 static const struct option serve_options[] = {
-	{"model", required_argument, NULL, 'm'},
-	{"max-conns", required_argument, NULL, 'c'},
-	{"backlog", required_argument, NULL, 'b'},
-	{"verbose", no_argument, NULL, 'v'},
-	{"quiet", no_argument, NULL, 'q'},
-	{"trace", no_argument, NULL, OPT_TRACE},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"model", required_argument, NULL, 'm'},
+    {"max-conns", required_argument, NULL, 'c'},
+    {"backlog", required_argument, NULL, 'b'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"trace", no_argument, NULL, OPT_TRACE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 struct serve_cli {
@@ -70,8 +76,8 @@ parse_option(struct serve_cli *cli, int c, const char *arg)
 		else if (strcmp(arg, "fork") == 0)
 			cli->o.model = SERVE_FORK;
 		else
-			return cli_bad_value("model", arg,
-			    "expected serial or fork");
+			return cli_bad_value(
+			    "model", arg, "expected serial or fork");
 		return 0;
 	case 'c':
 		if (!args_number(arg, 1, 1000000, &n))
@@ -116,8 +122,8 @@ find_handler(const char *name)
  * rest holds the words before "--"; prog those after it (NULL: no "--").
  */
 static int
-parse_handler(struct serve_cli *cli, int nrest, char **rest, int nprog,
-    char **prog)
+parse_handler(
+    struct serve_cli *cli, int nrest, char **rest, int nprog, char **prog)
 {
 	cli->o.handler = &serve_hello;
 	if (prog != NULL) {
@@ -156,8 +162,8 @@ int
 cli_serve(int argc, char **argv)
 {
 	struct serve_cli cli = {
-		.o = {.model = SERVE_FORK, .max_conns = 100, .backlog = 4096},
-		.level = LOG_NORMAL,
+	    .o = {.model = SERVE_FORK, .max_conns = 100, .backlog = 4096},
+	    .level = LOG_NORMAL,
 	};
 	int c, r;
 
@@ -165,8 +171,8 @@ cli_serve(int argc, char **argv)
 	int dash = cli_find_dashes(argc, argv);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(dash, argv, ":m:c:b:vqh", serve_options,
-		    NULL)) != -1) {
+	while ((c = getopt_long(
+		    dash, argv, ":m:c:b:vqh", serve_options, NULL)) != -1) {
 		if (c == 'h')
 			return cli_help(serve_usage);
 		if (c == '?' || c == ':')
@@ -183,7 +189,8 @@ cli_serve(int argc, char **argv)
 	if (!args_hostport("address", cli.o.address, 0, &cli.o.where))
 		return EXIT_USAGE;
 	r = parse_handler(&cli, dash - optind - 1, argv + optind + 1,
-	    dash < argc ? argc - dash - 1 : 0, dash < argc ? argv + dash + 1 : NULL);
+	    dash < argc ? argc - dash - 1 : 0,
+	    dash < argc ? argv + dash + 1 : NULL);
 	if (r != 0)
 		return r;
 	log_init("serve", cli.level, cli.trace);

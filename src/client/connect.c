@@ -4,10 +4,9 @@
  * stdin/stdout like netcat (half-close included) or become a program with
  * the socket on fds 6 and 7 (UCSPI, as tcpclient).
  */
-#include "client.h"
-
 #include "../cli/args.h"
 #include "../cli/log.h"
+#include "client.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -32,9 +31,9 @@ dial_all(const struct client_opts *o, const struct pbx_addr *to, int nto,
 {
 	int step;
 	struct pbx_dial_opts d = {
-		.timeout_ms = o->timeout_ms,
-		.trace = log_tracing() ? log_trace_cb : NULL,
-		.failed_step = &step,
+	    .timeout_ms = o->timeout_ms,
+	    .trace = log_tracing() ? log_trace_cb : NULL,
+	    .failed_step = &step,
 	};
 	struct pbx_addr tried;
 
@@ -48,8 +47,10 @@ dial_all(const struct client_opts *o, const struct pbx_addr *to, int nto,
 			return fd;
 		if (step == 0)
 			continue; /* no target of this source's family */
-		*res = (struct dial_result){
-			.err = fd, .step = step, .tried = tried, .source = d.source};
+		*res = (struct dial_result){.err = fd,
+		    .step = step,
+		    .tried = tried,
+		    .source = d.source};
 		if (step != PBX_DIAL_CONNECT)
 			break; /* the source itself is unusable */
 	}
@@ -74,8 +75,8 @@ report_dial(const struct client_opts *o, const struct dial_result *res)
 		log_error("dial %s: %s", text, pbx_strerror(res->err));
 		return;
 	default:
-		log_error("dial %s: no address of the source's family",
-		    o->address);
+		log_error(
+		    "dial %s: no address of the source's family", o->address);
 		return;
 	}
 }

@@ -80,8 +80,8 @@ valid_hostname(const char *s)
 }
 
 static int
-check_host(size_t off, const char *host, bool bracketed,
-    struct pbx_parse_error *err)
+check_host(
+    size_t off, const char *host, bool bracketed, struct pbx_parse_error *err)
 {
 	struct pbx_addr a;
 	size_t len = strlen(host);
@@ -93,8 +93,8 @@ check_host(size_t off, const char *host, bool bracketed,
 		return 0;
 	}
 	if (strchr(host, ':') != NULL)
-		return parse_fail(err, "host", "is IPv6 and must be in brackets",
-		    off, len);
+		return parse_fail(
+		    err, "host", "is IPv6 and must be in brackets", off, len);
 	if (all_digits_and_dots(host)) {
 		if (pbx_addr_parse_ip(host, 0, &a) != 0)
 			return parse_fail(err, "host",
@@ -102,8 +102,8 @@ check_host(size_t off, const char *host, bool bracketed,
 		return 0;
 	}
 	if (!valid_hostname(host))
-		return parse_fail(err, "host", "is not a valid host name", off,
-		    len);
+		return parse_fail(
+		    err, "host", "is not a valid host name", off, len);
 	return 0;
 }
 
@@ -118,8 +118,8 @@ split_host(const char *text, size_t *host_off, size_t *host_len,
 	if (*bracketed) {
 		const char *close = strchr(text, ']');
 		if (close == NULL)
-			return parse_fail(err, "address",
-			    "has no closing bracket", 0, n);
+			return parse_fail(
+			    err, "address", "has no closing bracket", 0, n);
 		*host_off = 1;
 		*host_len = (size_t)(close - text) - 1;
 		*rest = close + 1;
@@ -151,8 +151,8 @@ pbx_hostport_parse(const char *text, int flags, struct pbx_hostport *out,
 	if (r < 0)
 		return r;
 	if (host_len >= sizeof out->host)
-		return parse_fail(err, "host", "is too long", host_off,
-		    host_len);
+		return parse_fail(
+		    err, "host", "is too long", host_off, host_len);
 	if (bracketed && host_len == 0)
 		return parse_fail(err, "host", "is empty", host_off, 0);
 	memcpy(out->host, text + host_off, host_len);
@@ -171,8 +171,8 @@ pbx_hostport_parse(const char *text, int flags, struct pbx_hostport *out,
 	size_t port_off = (size_t)(rest + 1 - text);
 	r = parse_port(rest + 1, strlen(rest + 1), &out->port, &reason);
 	if (r < 0)
-		return parse_fail(err, "port", reason, port_off,
-		    strlen(rest + 1));
+		return parse_fail(
+		    err, "port", reason, port_off, strlen(rest + 1));
 	out->has_port = true;
 	return 0;
 }
@@ -262,10 +262,10 @@ static int
 resolve_name(const struct pbx_hostport *hp, struct pbx_addr *out, size_t max)
 {
 	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_protocol = IPPROTO_TCP,
-		.ai_flags = AI_ADDRCONFIG,
+	    .ai_family = AF_UNSPEC,
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_protocol = IPPROTO_TCP,
+	    .ai_flags = AI_ADDRCONFIG,
 	};
 	struct addrinfo *res, *ai;
 	size_t n = 0;
@@ -289,8 +289,8 @@ resolve_name(const struct pbx_hostport *hp, struct pbx_addr *out, size_t max)
 }
 
 int
-pbx_addr_resolve(const struct pbx_hostport *hp, int flags,
-    struct pbx_addr *out, size_t max)
+pbx_addr_resolve(
+    const struct pbx_hostport *hp, int flags, struct pbx_addr *out, size_t max)
 {
 	if (max == 0)
 		return -EINVAL;
@@ -367,8 +367,8 @@ pbx_addr_format_ip(const struct pbx_addr *a, char *buf, size_t size)
 		char ifname[IF_NAMESIZE];
 		tmp[len++] = '%';
 		if (if_indextoname(a->u.in6.sin6_scope_id, ifname) != NULL)
-			len += (size_t)snprintf(tmp + len, sizeof tmp - len,
-			    "%s", ifname);
+			len += (size_t)snprintf(
+			    tmp + len, sizeof tmp - len, "%s", ifname);
 		else
 			len += (size_t)snprintf(tmp + len, sizeof tmp - len,
 			    "%u", (unsigned)a->u.in6.sin6_scope_id);

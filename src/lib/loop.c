@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* loop.c: one epoll loop for fds, timers, signals (signalfd), children (pidfd). */
+/* loop.c: one epoll loop for fds, timers, signals (signalfd), children (pidfd).
+ */
 #include "internal.h"
 
 #include <errno.h>
@@ -243,7 +244,8 @@ on_signalfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 static int
 update_sigfd(struct pbx_loop *loop)
 {
-	int fd = signalfd(loop->sigfd, &loop->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+	int fd =
+	    signalfd(loop->sigfd, &loop->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
@@ -381,8 +383,8 @@ pbx_loop_run(struct pbx_loop *loop)
 	loop->stopping = false;
 	while (!loop->stopping && (loop->active > 0 || loop->nheap > 0)) {
 		/* The timeout is recomputed after EINTR, never reused stale. */
-		int n = epoll_wait(loop->epfd, loop->events, LOOP_BATCH,
-		    next_timeout(loop));
+		int n = epoll_wait(
+		    loop->epfd, loop->events, LOOP_BATCH, next_timeout(loop));
 		loop->now = pbx__now_ms();
 		if (n < 0 && errno == EINTR)
 			continue;

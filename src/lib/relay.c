@@ -39,8 +39,8 @@ static int
 flush_up(struct relay *r)
 {
 	while (r->up_off < r->up_len) {
-		ssize_t n = pbx_write_some(r->sock_fd, r->up + r->up_off,
-		    r->up_len - r->up_off);
+		ssize_t n = pbx_write_some(
+		    r->sock_fd, r->up + r->up_off, r->up_len - r->up_off);
 		if (n == -EAGAIN)
 			return 0;
 		if (n < 0)
@@ -135,12 +135,12 @@ pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
 {
 	struct pbx_relay_stats ignored = {0};
 	struct relay r = {
-		.in_fd = in_fd,
-		.out_fd = out_fd,
-		.sock_fd = sock_fd,
-		.flags = flags,
-		.stats = stats != NULL ? stats : &ignored,
-		.where = where,
+	    .in_fd = in_fd,
+	    .out_fd = out_fd,
+	    .sock_fd = sock_fd,
+	    .flags = flags,
+	    .stats = stats != NULL ? stats : &ignored,
+	    .where = where,
 	};
 	int e = pbx_set_nonblock(sock_fd, true);
 

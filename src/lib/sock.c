@@ -83,8 +83,8 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 	if (o == NULL)
 		o = &defaults;
 	int backlog = o->backlog > 0 ? o->backlog : SOMAXCONN;
-	int fd = new_socket(family, o->nonblock ? SOCK_NONBLOCK : 0, o->trace,
-	    o->trace_arg);
+	int fd = new_socket(
+	    family, o->nonblock ? SOCK_NONBLOCK : 0, o->trace, o->trace_arg);
 	if (fd < 0)
 		return fd;
 	/* A restarted server must not wait out TIME_WAIT to bind again. */
@@ -177,8 +177,8 @@ dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
 	char text[PBX_ADDR_STRLEN];
 	int r;
 
-	int fd = new_socket(pbx_addr_family(addr), SOCK_NONBLOCK, o->trace,
-	    o->trace_arg);
+	int fd = new_socket(
+	    pbx_addr_family(addr), SOCK_NONBLOCK, o->trace, o->trace_arg);
 	if (fd < 0)
 		return dial_fail(o, PBX_DIAL_SOCKET, fd);
 	if (o->source != NULL) {

@@ -14,9 +14,9 @@
 extern char **environ;
 
 /* Variables a program must not inherit from whoever started the server. */
-static const char *const stale_vars[] = {"PROTO=", "TCPLOCALIP=",
-    "TCPLOCALPORT=", "TCPLOCALHOST=", "TCPREMOTEIP=", "TCPREMOTEPORT=",
-    "TCPREMOTEHOST=", "TCPREMOTEINFO=", NULL};
+static const char *const stale_vars[] = {
+    "PROTO=", "TCPLOCALIP=", "TCPLOCALPORT=", "TCPLOCALHOST=", "TCPREMOTEIP=",
+    "TCPREMOTEPORT=", "TCPREMOTEHOST=", "TCPREMOTEINFO=", NULL};
 
 enum { SLOT_LOCALIP, SLOT_LOCALPORT, SLOT_REMOTEIP, SLOT_REMOTEPORT, NSLOTS };
 #define SLOT_SIZE 96 /* "TCPREMOTEIP=" + an IPv6 address with a scope */
@@ -143,8 +143,8 @@ build_attr(posix_spawnattr_t *attr)
 	if (r == 0)
 		r = posix_spawnattr_setsigmask(attr, &none);
 	if (r == 0)
-		r = posix_spawnattr_setflags(attr,
-		    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+		r = posix_spawnattr_setflags(
+		    attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 	return r;
 }
 
@@ -190,7 +190,8 @@ reset_signals(void)
 	sigset_t none;
 
 	for (int sig = 1; sig < NSIG; sig++)
-		sigaction(sig, &dfl, NULL); /* fails harmlessly for 9, 19, 32, 33 */
+		sigaction(
+		    sig, &dfl, NULL); /* fails harmlessly for 9, 19, 32, 33 */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* conn.c: the connection record: its phases, its I/O, its end. */
-#include "serve.h"
-
 #include "../cli/log.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -19,14 +18,25 @@ conn_get(struct serve *srv)
 		srv->pool = c->next_free;
 	else
 		c = malloc(sizeof *c);
-	if (c != NULL)
-		memset(c, 0, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	memset(c, 0, sizeof *c);
+	c->next_live = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev_live = c;
+	srv->conns = c;
 	return c;
 }
 
 static void
 conn_put(struct serve *srv, struct serve_conn *c)
 {
+	if (c->prev_live != NULL)
+		c->prev_live->next_live = c->next_live;
+	else
+		srv->conns = c->next_live;
+	if (c->next_live != NULL)
+		c->next_live->prev_live = c->prev_live;
 	c->next_free = srv->pool;
 	srv->pool = c;
 }
@@ -185,6 +195,18 @@ conn_end(struct serve_conn *c, int err)
 		    err < 0 ? " error=" : "", err < 0 ? pbx_strerror(err) : "");
 	}
 	conn_recycle(c);
+}
+
+void
+serve_conns_abort(struct serve *srv)
+{
+	while (srv->conns != NULL) {
+		struct serve_conn *c = srv->conns;
+		/* A running program keeps its socket and finishes on its own.
+		 */
+		pbx_child_stop(srv->loop, &c->child);
+		conn_recycle(c);
+	}
 }
 
 void

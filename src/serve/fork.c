@@ -4,9 +4,8 @@
  * parent accepts, forks, closes its copy of the socket and reaps; the
  * child runs the handler on a private loop (or, for a program, becomes it).
  */
-#include "serve.h"
-
 #include "../cli/log.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -26,9 +25,9 @@ remember_child(struct serve *srv, pid_t pid, const struct pbx_addr *remote)
 		srv->children_cap = cap;
 	}
 	srv->children[srv->nchildren++] = (struct serve_child){
-		.pid = pid,
-		.remote = *remote,
-		.started_ms = pbx_loop_now(srv->loop),
+	    .pid = pid,
+	    .remote = *remote,
+	    .started_ms = pbx_loop_now(srv->loop),
 	};
 	return 0;
 }
@@ -147,7 +146,7 @@ int
 serve_fork_run(struct serve *srv)
 {
 	srv->sig_chld = (struct pbx_signal){
-		.signo = SIGCHLD, .cb = on_sigchld, .data = srv};
+	    .signo = SIGCHLD, .cb = on_sigchld, .data = srv};
 	int r = pbx_signal_start(srv->loop, &srv->sig_chld);
 	if (r < 0) {
 		log_error("watch signals: %s", pbx_strerror(r));

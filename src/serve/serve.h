@@ -66,14 +66,15 @@ struct serve {
 	struct pbx_io listen_io;
 	struct pbx_timer accept_retry; /* resumes accepting after a pause */
 	struct pbx_addr local;
-	unsigned live;     /* connections (or children) in progress */
-	unsigned limit;    /* stop accepting at this many */
-	bool in_child;     /* a fork-model child: exec may replace us */
+	unsigned live;  /* connections (or children) in progress */
+	unsigned limit; /* stop accepting at this many */
+	bool in_child;  /* a fork-model child: exec may replace us */
 	struct pbx_signal sig_term, sig_int, sig_chld;
 	struct pbx_env env; /* exec: the UCSPI environment, built once */
 	char *scratch;      /* owned: read buffer shared by handlers */
 	size_t scratch_size;
-	struct serve_conn *pool; /* free connection records */
+	struct serve_conn *pool;      /* free connection records */
+	struct serve_conn *conns;     /* connections in progress */
 	struct serve_child *children; /* fork model: owned table */
 	size_t nchildren, children_cap;
 };
@@ -94,8 +95,12 @@ struct serve_conn {
 	struct pbx_child child; /* exec: the program, while it runs */
 	char *pending;          /* owned: bytes the peer has yet to take */
 	uint32_t pending_off, pending_len;
-	struct serve_conn *next_free;
+	struct serve_conn *next_free;             /* in srv->pool */
+	struct serve_conn *prev_live, *next_live; /* in srv->conns */
 };
+
+/* End every connection still in progress (the server is stopping). */
+void serve_conns_abort(struct serve *srv);
 
 /* Run the server until SIGTERM/SIGINT; returns the exit status. */
 int serve_run(const struct serve_opts *o);

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* server.c: what every model shares: listen, signals, accept, pausing. */
-#include "serve.h"
-
 #include "../cli/log.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -39,8 +38,8 @@ on_accept_retry(struct pbx_loop *loop, struct pbx_timer *t)
 static void
 back_off(struct serve *srv, int err)
 {
-	log_error("accept: %s (pausing %d ms)", pbx_strerror(err),
-	    ACCEPT_RETRY_MS);
+	log_error(
+	    "accept: %s (pausing %d ms)", pbx_strerror(err), ACCEPT_RETRY_MS);
 	serve_pause_accept(srv, true);
 	srv->accept_retry.cb = on_accept_retry;
 	srv->accept_retry.data = srv;
@@ -86,9 +85,9 @@ static int
 listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
 {
 	struct pbx_listen_opts lo = {
-		.backlog = srv->opts->backlog,
-		.nonblock = true,
-		.trace = log_tracing() ? log_trace_cb : NULL,
+	    .backlog = srv->opts->backlog,
+	    .nonblock = true,
+	    .trace = log_tracing() ? log_trace_cb : NULL,
 	};
 	char text[PBX_ADDR_STRLEN];
 	int fd = -EADDRNOTAVAIL;
@@ -124,8 +123,10 @@ serve_setup(struct serve *srv)
 		log_error("create event loop: %s", pbx_strerror(r));
 		return r;
 	}
-	srv->sig_term = (struct pbx_signal){.signo = SIGTERM, .cb = on_stop_signal};
-	srv->sig_int = (struct pbx_signal){.signo = SIGINT, .cb = on_stop_signal};
+	srv->sig_term =
+	    (struct pbx_signal){.signo = SIGTERM, .cb = on_stop_signal};
+	srv->sig_int =
+	    (struct pbx_signal){.signo = SIGINT, .cb = on_stop_signal};
 	r = pbx_signal_start(srv->loop, &srv->sig_term);
 	if (r == 0)
 		r = pbx_signal_start(srv->loop, &srv->sig_int);
@@ -149,6 +150,7 @@ serve_setup(struct serve *srv)
 static void
 serve_teardown(struct serve *srv)
 {
+	serve_conns_abort(srv);
 	while (srv->pool != NULL) {
 		struct serve_conn *c = srv->pool;
 		srv->pool = c->next_free;
@@ -176,8 +178,8 @@ serve_run(const struct serve_opts *o)
 	if (r == 0) {
 		pbx_addr_format(&srv.local, text, sizeof text);
 		log_notice("listening on %s", text);
-		srv.listen_io = (struct pbx_io){
-			.fd = srv.listen_fd, .data = &srv};
+		srv.listen_io =
+		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = o->model == SERVE_FORK ? serve_fork_run(&srv)
 					   : serve_serial_run(&srv);
 	}

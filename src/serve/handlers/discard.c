@@ -21,7 +21,7 @@ discard_ready(struct serve_conn *c, unsigned events)
 }
 
 const struct serve_handler serve_discard = {
-	.name = "discard",
-	.start = discard_start,
-	.ready = discard_ready,
+    .name = "discard",
+    .start = discard_start,
+    .ready = discard_ready,
 };

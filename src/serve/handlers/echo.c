@@ -57,7 +57,7 @@ echo_ready(struct serve_conn *c, unsigned events)
 }
 
 const struct serve_handler serve_echo = {
-	.name = "echo",
-	.start = echo_start,
-	.ready = echo_ready,
+    .name = "echo",
+    .start = echo_start,
+    .ready = echo_ready,
 };

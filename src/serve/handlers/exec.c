@@ -3,9 +3,8 @@
  * exec.c: run a program per connection (UCSPI): the socket on fds 0 and 1,
  * PROTO and the TCP* variables in the environment.
  */
-#include "../serve.h"
-
 #include "../../cli/log.h"
+#include "../serve.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -25,10 +24,10 @@ exec_start(struct serve_conn *c)
 {
 	struct serve *srv = c->srv;
 	struct pbx_spawn_opts o = {
-		.argv = srv->opts->argv,
-		.envp = srv->env.envp,
-		.sock_fd = conn_fd(c),
-		.layout = PBX_FDS_SERVER,
+	    .argv = srv->opts->argv,
+	    .envp = srv->env.envp,
+	    .sock_fd = conn_fd(c),
+	    .layout = PBX_FDS_SERVER,
 	};
 
 	pbx_env_set_tcp(&srv->env, &c->local, &c->remote);
@@ -47,7 +46,8 @@ exec_start(struct serve_conn *c)
 	log_trace("spawn(%s) = %ld", o.argv[0], (long)pid);
 	/* The program has the socket now; our copy would hold it open. */
 	conn_close_fd(c);
-	c->child = (struct pbx_child){.pid = pid, .cb = program_exited, .data = c};
+	c->child =
+	    (struct pbx_child){.pid = pid, .cb = program_exited, .data = c};
 	int r = pbx_child_start(srv->loop, &c->child);
 	if (r < 0) {
 		/* Unwatchable means unreapable: stop it rather than leak. */
@@ -68,7 +68,7 @@ exec_ready(struct serve_conn *c, unsigned events)
 }
 
 const struct serve_handler serve_exec = {
-	.name = "exec",
-	.start = exec_start,
-	.ready = exec_ready,
+    .name = "exec",
+    .start = exec_start,
+    .ready = exec_ready,
 };

@@ -37,7 +37,7 @@ hello_start(struct serve_conn *c)
 }
 
 const struct serve_handler serve_hello = {
-	.name = "hello",
-	.start = hello_start,
-	.ready = hello_ready,
+    .name = "hello",
+    .start = hello_start,
+    .ready = hello_ready,
 };
