@@ -67,17 +67,26 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 	c->remote = *remote;
 	c->started_ms = pbx_loop_now(srv->loop);
 	c->handler = srv->opts->handler;
-	if (pbx_addr_local(fd, &c->local) < 0)
+	/* A listener on one address answers there: no getsockname needed. */
+	if (!pbx_addr_is_any(&srv->local))
 		c->local = srv->local;
 	srv->live++;
 	serve_pause_accept(srv, srv->live >= srv->limit);
 	if (!srv->in_child && log_level() >= LOG_VERBOSE) {
 		pbx_addr_format(&c->remote, rtext, sizeof rtext);
-		pbx_addr_format(&c->local, ltext, sizeof ltext);
+		pbx_addr_format(conn_local(c), ltext, sizeof ltext);
 		log_event("accept remote=%s local=%s", rtext, ltext);
 	}
 	/* Phase 2, content: the handler takes over. */
 	c->handler->start(c);
+}
+
+const struct pbx_addr *
+conn_local(struct serve_conn *c)
+{
+	if (c->local.len == 0 && pbx_addr_local(c->io.fd, &c->local) < 0)
+		c->local = c->srv->local;
+	return &c->local;
 }
 
 ssize_t

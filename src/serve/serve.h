@@ -17,6 +17,7 @@
 enum serve_model {
 	SERVE_SERIAL, /* one connection at a time (the paper's FIFO model) */
 	SERVE_FORK,   /* a child process per connection (the paper's fork) */
+	SERVE_EVENT,  /* every connection in one process, one epoll loop */
 };
 
 struct serve_conn;
@@ -89,7 +90,8 @@ struct serve_conn {
 	struct pbx_io io;  /* fd and watcher; io.data is this record */
 	struct serve *srv; /* borrowed */
 	const struct serve_handler *handler;
-	struct pbx_addr local, remote;
+	struct pbx_addr local; /* use conn_local(): filled on demand */
+	struct pbx_addr remote;
 	uint64_t bytes_in, bytes_out;
 	uint64_t started_ms;
 	struct pbx_child child; /* exec: the program, while it runs */
@@ -108,6 +110,7 @@ int serve_run(const struct serve_opts *o);
 /* The models: accept loops that hand connections to serve_conn_begin. */
 int serve_serial_run(struct serve *srv);
 int serve_fork_run(struct serve *srv);
+int serve_event_run(struct serve *srv);
 
 /* Shared by the models (server.c). */
 int serve_accept_one(struct serve *srv, struct pbx_addr *remote);
@@ -129,6 +132,8 @@ void conn_want(struct serve_conn *c, unsigned events);
 int conn_keep_pending(struct serve_conn *c, const char *buf, size_t len);
 /* Write queued bytes; 0 when all are gone, -EAGAIN if some remain. */
 int conn_flush_pending(struct serve_conn *c);
+/* The address the caller reached (looked up once, when first asked). */
+const struct pbx_addr *conn_local(struct serve_conn *c);
 /* The raw socket, for handlers that give it to a program. */
 int conn_fd(const struct serve_conn *c);
 /* End the connection: log, close, release, recycle. err 0 or -errno. */

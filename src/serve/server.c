@@ -164,6 +164,20 @@ serve_teardown(struct serve *srv)
 	pbx_loop_free(srv->loop);
 }
 
+static int
+run_model(struct serve *srv)
+{
+	switch (srv->opts->model) {
+	case SERVE_SERIAL:
+		return serve_serial_run(srv);
+	case SERVE_FORK:
+		return serve_fork_run(srv);
+	case SERVE_EVENT:
+		return serve_event_run(srv);
+	}
+	return -EINVAL;
+}
+
 int
 serve_run(const struct serve_opts *o)
 {
@@ -180,8 +194,7 @@ serve_run(const struct serve_opts *o)
 		log_notice("listening on %s", text);
 		srv.listen_io =
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
-		r = o->model == SERVE_FORK ? serve_fork_run(&srv)
-					   : serve_serial_run(&srv);
+		r = run_model(&srv);
 	}
 	serve_teardown(&srv);
 	return r < 0 ? 1 : 0;

@@ -30,7 +30,7 @@ exec_start(struct serve_conn *c)
 	    .layout = PBX_FDS_SERVER,
 	};
 
-	pbx_env_set_tcp(&srv->env, &c->local, &c->remote);
+	pbx_env_set_tcp(&srv->env, conn_local(c), &c->remote);
 	if (srv->in_child) {
 		/* A fork-model child exists for this: become the program. */
 		int r = pbx_exec(&o);
