@@ -282,7 +282,8 @@ struct pbx_loop;
 enum {
 	PBX_READABLE = 1 << 0,
 	PBX_WRITABLE = 1 << 1,
-	PBX_HANGUP = 1 << 2, /* error or hang-up: reading tells which */
+	PBX_HANGUP = 1 << 2,      /* error or hang-up: reading tells which */
+	PBX_PEER_CLOSED = 1 << 3, /* ask for it: the peer sent FIN (RDHUP) */
 };
 
 struct pbx_io;
@@ -311,6 +312,7 @@ struct pbx_signal {
 	pbx_signal_cb cb;
 	void *data;
 	struct pbx_signal *next; /* private */
+	unsigned round;          /* private: last delivery it was called for */
 };
 
 struct pbx_child;

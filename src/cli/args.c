@@ -7,7 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
+#include <math.h> /* isfinite */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +40,10 @@ args_seconds(const char *text, double max, int *ms)
 	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > max)
 		return false;
 	/* Round up: 0.0001 s must not become "no timeout". */
-	*ms = (int)ceil(v * 1000.0);
+	double x = v * 1000.0;
+	*ms = (int)x;
+	if ((double)*ms < x)
+		(*ms)++;
 	return true;
 }
 

@@ -5,6 +5,7 @@
 
 int cli_serve(int argc, char **argv);
 int cli_connect(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /*
  * The index of the first "--" in argv, or argc. Options are parsed only

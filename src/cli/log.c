@@ -38,7 +38,7 @@ log_tracing(void)
 }
 
 /* Format "prefix + message + newline" and write it in one call. */
-static void
+__attribute__((format(printf, 2, 0))) static void
 emit(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[1024];

@@ -70,6 +70,8 @@ main(int argc, char **argv)
 		return cli_serve(argc - 1, argv + 1);
 	if (strcmp(cmd, "connect") == 0)
 		return cli_connect(argc - 1, argv + 1);
+	if (strcmp(cmd, "bench") == 0)
+		return cli_bench(argc - 1, argv + 1);
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
 	    strcmp(cmd, "help") == 0)
 		return cli_help(main_usage);

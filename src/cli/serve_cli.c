@@ -75,9 +75,11 @@ parse_option(struct serve_cli *cli, int c, const char *arg)
 			cli->o.model = SERVE_SERIAL;
 		else if (strcmp(arg, "fork") == 0)
 			cli->o.model = SERVE_FORK;
+		else if (strcmp(arg, "event") == 0)
+			cli->o.model = SERVE_EVENT;
 		else
 			return cli_bad_value(
-			    "model", arg, "expected serial or fork");
+			    "model", arg, "expected serial, fork or event");
 		return 0;
 	case 'c':
 		if (!args_number(arg, 1, 1000000, &n))

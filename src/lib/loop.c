@@ -29,6 +29,7 @@ struct pbx_loop {
 	int sigfd;
 	sigset_t sigmask;
 	struct pbx_signal *signals; /* borrowed list */
+	unsigned signal_round;
 	struct pbx_io sigio;
 
 	/* The batch being dispatched, so a stopped watcher is not called. */
@@ -86,7 +87,8 @@ static uint32_t
 to_epoll(unsigned events)
 {
 	return (events & PBX_READABLE ? EPOLLIN : 0) |
-	       (events & PBX_WRITABLE ? EPOLLOUT : 0);
+	       (events & PBX_WRITABLE ? EPOLLOUT : 0) |
+	       (events & PBX_PEER_CLOSED ? EPOLLRDHUP : 0);
 }
 
 static int
@@ -104,8 +106,8 @@ io_update(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 int
 pbx_io_start(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 {
-	events &= PBX_READABLE | PBX_WRITABLE;
-	if (events == 0) {
+	events &= PBX_READABLE | PBX_WRITABLE | PBX_PEER_CLOSED;
+	if ((events & (PBX_READABLE | PBX_WRITABLE)) == 0) {
 		pbx_io_stop(loop, w);
 		return 0;
 	}
@@ -224,6 +226,27 @@ run_timers(struct pbx_loop *loop)
 
 /* ---- signals ---- */
 
+/*
+ * A callback may stop (and free) any signal watcher, so the list is
+ * walked again from its head after every call; a round number keeps each
+ * watcher to one call per delivered signal.
+ */
+static void
+deliver_signal(struct pbx_loop *loop, int signo)
+{
+	unsigned round = ++loop->signal_round;
+
+	for (;;) {
+		struct pbx_signal *s = loop->signals;
+		while (s != NULL && (s->signo != signo || s->round == round))
+			s = s->next;
+		if (s == NULL)
+			return;
+		s->round = round;
+		s->cb(loop, s);
+	}
+}
+
 static void
 on_signalfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 {
@@ -231,14 +254,8 @@ on_signalfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 
 	(void)w;
 	(void)events;
-	while (read(loop->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-		struct pbx_signal *s = loop->signals, *next;
-		for (; s != NULL; s = next) {
-			next = s->next;
-			if (s->signo == (int)si.ssi_signo)
-				s->cb(loop, s);
-		}
-	}
+	while (read(loop->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+		deliver_signal(loop, (int)si.ssi_signo);
 }
 
 static int
@@ -366,7 +383,8 @@ dispatch(struct pbx_loop *loop)
 		if (w == NULL || w->events == 0)
 			continue;
 		unsigned ev = (e->events & EPOLLIN ? PBX_READABLE : 0) |
-			      (e->events & EPOLLOUT ? PBX_WRITABLE : 0);
+			      (e->events & EPOLLOUT ? PBX_WRITABLE : 0) |
+			      (e->events & EPOLLRDHUP ? PBX_PEER_CLOSED : 0);
 		/* Let the callback find out by reading or writing. */
 		if (e->events & (EPOLLERR | EPOLLHUP))
 			ev |= w->events | PBX_HANGUP;

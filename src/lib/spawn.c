@@ -119,6 +119,12 @@ high_fd(int fd, int *tmp)
 }
 
 static int
+first_closed(int wfd)
+{
+	return wfd + 1 > 3 ? wfd + 1 : 3;
+}
+
+static int
 build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
 {
 	int r = posix_spawn_file_actions_adddup2(fa, sock, rfd);
@@ -127,8 +133,10 @@ build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
 	/* Close every fd above stderr except the two we just placed. */
 	for (int fd = 3; r == 0 && fd < rfd; fd++)
 		r = posix_spawn_file_actions_addclose(fa, fd);
+	/* Above the socket's fds, and never stderr. */
 	if (r == 0)
-		r = posix_spawn_file_actions_addclosefrom_np(fa, wfd + 1);
+		r = posix_spawn_file_actions_addclosefrom_np(
+		    fa, first_closed(wfd));
 	return r;
 }
 
@@ -209,7 +217,7 @@ pbx_exec(const struct pbx_spawn_opts *o)
 		return -errno;
 	if (rfd > 3)
 		close_range(3, (unsigned)rfd - 1, 0);
-	close_range((unsigned)wfd + 1, ~0U, 0);
+	close_range((unsigned)first_closed(wfd), ~0U, 0);
 	reset_signals();
 	execvpe(o->argv[0], (char *const *)(uintptr_t)o->argv,
 	    o->envp != NULL ? o->envp : environ);
