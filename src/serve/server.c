@@ -53,6 +53,7 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 
 	int fd = pbx_accept(srv->listen_fd, remote, PBX_ACCEPT_NONBLOCK);
 	if (fd >= 0) {
+		srv->accepted++;
 		if (log_tracing()) {
 			pbx_addr_format(remote, text, sizeof text);
 			log_trace("accept(%d) = %d from %s", srv->listen_fd, fd,
@@ -195,6 +196,8 @@ serve_run(const struct serve_opts *o)
 		srv.listen_io =
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = run_model(&srv);
+		log_notice("served %llu connections",
+		    (unsigned long long)srv.accepted);
 	}
 	serve_teardown(&srv);
 	return r < 0 ? 1 : 0;
