@@ -154,13 +154,16 @@ struct pbx_listen_opts {
 	bool reuseport;     /* SO_REUSEPORT, for several listeners on a port */
 	bool v6only;        /* on "::": IPv6 only instead of dual-stack */
 	bool nonblock;      /* the listening socket is non-blocking */
+	bool bind_only;     /* bind, do not listen: reserve the port for
+			       workers that listen on it with reuseport */
 	pbx_trace_cb trace; /* may be NULL */
 	void *trace_arg;
 };
 
 /*
  * socket, SO_REUSEADDR, bind, listen. An IPv6 wildcard listener accepts
- * IPv4 too unless v6only. Returns the listening fd or -errno.
+ * IPv4 too unless v6only. Returns the listening (or, with bind_only, the
+ * bound) fd, or -errno.
  */
 int pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o);
 

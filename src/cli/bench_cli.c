@@ -320,8 +320,8 @@ static int
 check_combination(struct bench_opts *o, bool duration_set)
 {
 	if (o->rounds != 1 && !o->expect_bytes_set) {
-		log_error("--rounds other than 1 needs --expect-bytes (a reply "
-			  "must end before the next round)");
+		log_error(
+		    "--rounds other than 1 needs --expect-bytes (a reply must end before the next round)");
 		return EXIT_USAGE;
 	}
 	if (o->total != 0 && !duration_set)

@@ -13,8 +13,7 @@ static const char connect_usage[] =
     "\n"
     "Call ADDRESS (HOST:PORT or [IPV6]:PORT; every address of HOST is tried\n"
     "in turn). Without PROGRAM, relay stdin to the socket and the socket to\n"
-    "stdout: at the end of stdin, half-close (send FIN) and keep reading; "
-    "when\n"
+    "stdout: at the end of stdin, half-close (send FIN) and keep reading; when\n"
     "the other side closes, exit, even if stdin is still open.\n"
     "With PROGRAM, run it with the socket on fd 6 (read) and fd 7 (write) and\n"
     "PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT in its\n"
@@ -30,8 +29,7 @@ static const char connect_usage[] =
     "      --trace                     narrate every socket call\n"
     "  -h, --help                      this text\n"
     "\n"
-    "Exit status: 0 the call ended normally, 1 refused, unreachable, timed "
-    "out\n"
+    "Exit status: 0 the call ended normally, 1 refused, unreachable, timed out\n"
     "or reset, 2 bad usage.\n";
 
 enum { OPT_TRACE = 256 };

@@ -8,35 +8,33 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char serve_usage[] =
-    "usage: pbx serve [OPTIONS] ADDRESS [hello|echo|discard | -- PROGRAM "
-    "[ARG...]]\n"
+    "usage: pbx serve [OPTIONS] ADDRESS [hello|echo|discard | -- PROGRAM [ARG...]]\n"
     "\n"
     "Listen on ADDRESS and answer every caller with a handler:\n"
     "  hello     write \"Hello, person from ADDR\" and close (the default)\n"
     "  echo      send back every byte until the caller half-closes (RFC 862)\n"
     "  discard   read and drop everything (RFC 863)\n"
     "  -- PROGRAM [ARG...]\n"
-    "            run PROGRAM per connection with the socket on fds 0 and 1 "
-    "and\n"
-    "            PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, "
-    "TCPREMOTEPORT\n"
+    "            run PROGRAM per connection with the socket on fds 0 and 1 and\n"
+    "            PROTO=TCP, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP, TCPREMOTEPORT\n"
     "            in its environment (UCSPI, as tcpserver)\n"
     "\n"
-    "ADDRESS is HOST:PORT, [IPV6]:PORT or :PORT (every address, IPv4 and "
-    "IPv6).\n"
-    "Port 0 lets the kernel pick; the line \"pbx: listening on ADDR\" on "
-    "stderr\n"
+    "ADDRESS is HOST:PORT, [IPV6]:PORT or :PORT (every address, IPv4 and IPv6).\n"
+    "Port 0 lets the kernel pick; the line \"pbx: listening on ADDR\" on stderr\n"
     "tells the real one, once the server is ready.\n"
     "\n"
     "Options:\n"
     "  -m, --model MODEL    serial: one caller at a time; fork: a process per\n"
     "                       caller (default fork)\n"
-    "  -c, --max-conns N    at most N callers at once; at N, stop accepting "
-    "until\n"
+    "  -c, --max-conns N    at most N callers at once; at N, stop accepting until\n"
     "                       one ends (1-1000000, default 100)\n"
     "  -b, --backlog N      listen backlog (1-65535, default 4096)\n"
+    "  -w, --workers N      run N copies of the model (auto: one per CPU), each\n"
+    "                       accepting on its own SO_REUSEPORT socket; a\n"
+    "                       supervisor restarts any that dies\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
     "  -q, --quiet          errors only\n"
     "      --trace          narrate every socket call as it happens\n"
@@ -93,6 +91,17 @@ parse_option(struct serve_cli *cli, int c, const char *arg)
 			    "expected a number from 1 to 65535");
 		cli->o.backlog = (int)n;
 		return 0;
+	case 'w':
+		if (strcmp(arg, "auto") == 0) {
+			long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+			cli->o.workers = cpus > 0 ? (unsigned)cpus : 1;
+		} else if (args_number(arg, 1, 1024, &n)) {
+			cli->o.workers = (unsigned)n;
+		} else {
+			return cli_bad_value("workers", arg,
+			    "expected auto or a number from 1 to 1024");
+		}
+		return 0;
 	case 'v':
 		cli->level = LOG_VERBOSE;
 		return 0;
@@ -130,8 +139,8 @@ parse_handler(
 	cli->o.handler = &serve_hello;
 	if (prog != NULL) {
 		if (nrest > 0) {
-			log_error("unexpected argument '%s': give a handler or "
-				  "-- PROGRAM, not both",
+			log_error(
+			    "unexpected argument '%s': give a handler or -- PROGRAM, not both",
 			    rest[0]);
 			return EXIT_USAGE;
 		}
@@ -147,8 +156,8 @@ parse_handler(
 		return 0;
 	cli->o.handler = find_handler(rest[0]);
 	if (cli->o.handler == NULL) {
-		log_error("unknown handler '%s': expected hello, echo, discard "
-			  "or -- PROGRAM",
+		log_error(
+		    "unknown handler '%s': expected hello, echo, discard or -- PROGRAM",
 		    rest[0]);
 		return EXIT_USAGE;
 	}
@@ -174,7 +183,7 @@ cli_serve(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(
-		    dash, argv, ":m:c:b:vqh", serve_options, NULL)) != -1) {
+		    dash, argv, ":m:c:b:w:vqh", serve_options, NULL)) != -1) {
 		if (c == 'h')
 			return cli_help(serve_usage);
 		if (c == '?' || c == ':')

@@ -53,19 +53,16 @@ report_json(const struct bench_opts *o, const struct bench_stats *s)
 {
 	const struct histogram *h = &s->latency;
 
-	printf("{\"address\": \"%s\", \"seconds\": %.3f, \"concurrency\": %u, "
-	       "\"connections\": %llu, \"connections_per_s\": %.1f, "
-	       "\"rounds\": %llu, \"rounds_per_s\": %.1f, "
-	       "\"bytes_in\": %llu, \"bytes_out\": %llu, "
-	       "\"bytes_in_per_s\": %.1f, \"bytes_out_per_s\": %.1f, ",
+	printf(
+	    "{\"address\": \"%s\", \"seconds\": %.3f, \"concurrency\": %u, \"connections\": %llu, \"connections_per_s\": %.1f, \"rounds\": %llu, \"rounds_per_s\": %.1f, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bytes_in_per_s\": %.1f, \"bytes_out_per_s\": %.1f, ",
 	    o->address, s->seconds, o->conns, (unsigned long long)s->calls,
 	    per_second(s->calls, s->seconds), (unsigned long long)s->rounds,
 	    per_second(s->rounds, s->seconds), (unsigned long long)s->bytes_in,
 	    (unsigned long long)s->bytes_out,
 	    per_second(s->bytes_in, s->seconds),
 	    per_second(s->bytes_out, s->seconds));
-	printf("\"latency_us\": {\"min\": %llu, \"p50\": %llu, \"p90\": %llu, "
-	       "\"p99\": %llu, \"p99_9\": %llu, \"max\": %llu}, ",
+	printf(
+	    "\"latency_us\": {\"min\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, \"p99_9\": %llu, \"max\": %llu}, ",
 	    (unsigned long long)(h->count ? h->min : 0),
 	    (unsigned long long)hist_percentile(h, 50),
 	    (unsigned long long)hist_percentile(h, 90),

@@ -99,6 +99,8 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 	r = bind_traced(fd, addr, o->trace, o->trace_arg);
 	if (r < 0)
 		return close_keep(fd, r);
+	if (o->bind_only)
+		return fd;
 	if (listen(fd, backlog) < 0)
 		return close_keep(fd, -errno);
 	pbx__trace(o->trace, o->trace_arg, "listen(%d, %d)", fd, backlog);

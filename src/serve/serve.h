@@ -50,6 +50,7 @@ struct serve_opts {
 	int backlog;
 	const struct serve_handler *handler;
 	const char *const *argv; /* exec: the program and its arguments */
+	unsigned workers;        /* 0: one process; N: a supervisor and N */
 };
 
 /* A child of the fork model, from fork to reaping. */
@@ -64,13 +65,14 @@ struct serve {
 	const struct serve_opts *opts; /* borrowed */
 	struct pbx_loop *loop;         /* owned */
 	int listen_fd;                 /* owned, -1 in a fork child */
+	int ready_fd; /* owned: a worker says "listening" here, else -1 */
 	struct pbx_io listen_io;
 	struct pbx_timer accept_retry; /* resumes accepting after a pause */
 	struct pbx_addr local;
-	unsigned live;  /* connections (or children) in progress */
+	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
-	unsigned limit; /* stop accepting at this many */
-	bool in_child;  /* a fork-model child: exec may replace us */
+	unsigned limit;    /* stop accepting at this many */
+	bool in_child;     /* a fork-model child: exec may replace us */
 	struct pbx_signal sig_term, sig_int, sig_chld;
 	struct pbx_env env; /* exec: the UCSPI environment, built once */
 	char *scratch;      /* owned: read buffer shared by handlers */
@@ -107,6 +109,20 @@ void serve_conns_abort(struct serve *srv);
 
 /* Run the server until SIGTERM/SIGINT; returns the exit status. */
 int serve_run(const struct serve_opts *o);
+
+/* Resolve the listening address (logs the error); returns the count. */
+int serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max);
+
+/*
+ * One server process on the first address of addrs that can be bound.
+ * ready_fd < 0: say "listening on" on stderr; else (a worker) listen with
+ * SO_REUSEPORT and write one byte to ready_fd instead. Returns 0 or 1.
+ */
+int serve_process(const struct serve_opts *o, const struct pbx_addr *addrs,
+    int n, int ready_fd);
+
+/* A supervisor of o->workers processes (workers.c). */
+int serve_workers_run(const struct serve_opts *o);
 
 /* The models: accept loops that hand connections to serve_conn_begin. */
 int serve_serial_run(struct serve *srv);

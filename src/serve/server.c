@@ -88,6 +88,7 @@ listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
 	struct pbx_listen_opts lo = {
 	    .backlog = srv->opts->backlog,
 	    .nonblock = true,
+	    .reuseport = srv->ready_fd >= 0, /* one worker among several */
 	    .trace = log_tracing() ? log_trace_cb : NULL,
 	};
 	char text[PBX_ADDR_STRLEN];
@@ -107,18 +108,21 @@ listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
 	return fd;
 }
 
-/* Resolve, listen and install signal watchers: everything but serving. */
-static int
-serve_setup(struct serve *srv)
+int
+serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max)
 {
-	struct pbx_addr addrs[8];
-	const struct serve_opts *o = srv->opts;
-
-	int n = pbx_addr_resolve(&o->where, PBX_RESOLVE_PASSIVE, addrs, 8);
-	if (n < 0) {
+	int n = pbx_addr_resolve(
+	    &o->where, PBX_RESOLVE_PASSIVE, addrs, (size_t)max);
+	if (n < 0)
 		log_error("resolve %s: %s", o->where.host, pbx_strerror(n));
-		return n;
-	}
+	return n;
+}
+
+/* Listen and install signal watchers: everything but serving. */
+static int
+serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
+{
+	const struct serve_opts *o = srv->opts;
 	int r = pbx_loop_new(&srv->loop);
 	if (r < 0) {
 		log_error("create event loop: %s", pbx_strerror(r));
@@ -179,26 +183,60 @@ run_model(struct serve *srv)
 	return -EINVAL;
 }
 
-int
-serve_run(const struct serve_opts *o)
+/* Ready: say so on stderr, or, as a worker, tell the supervisor. */
+static void
+announce(struct serve *srv)
 {
-	struct serve srv = {.opts = o, .listen_fd = -1, .limit = o->max_conns};
-	struct sigaction ign = {.sa_handler = SIG_IGN};
 	char text[PBX_ADDR_STRLEN];
+
+	if (srv->ready_fd >= 0) {
+		ssize_t w = write(srv->ready_fd, "r", 1);
+		(void)w; /* a supervisor that is gone will not miss it */
+		close(srv->ready_fd);
+		srv->ready_fd = -1;
+		return;
+	}
+	pbx_addr_format(&srv->local, text, sizeof text);
+	log_notice("listening on %s", text);
+}
+
+int
+serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
+    int ready_fd)
+{
+	struct serve srv = {.opts = o,
+	    .listen_fd = -1,
+	    .ready_fd = ready_fd,
+	    .limit = o->max_conns};
+	struct sigaction ign = {.sa_handler = SIG_IGN};
 	int r;
 
 	/* A caller who vanishes mid-write is an error on that write only. */
 	sigaction(SIGPIPE, &ign, NULL);
-	r = serve_setup(&srv);
+	r = serve_setup(&srv, addrs, n);
 	if (r == 0) {
-		pbx_addr_format(&srv.local, text, sizeof text);
-		log_notice("listening on %s", text);
+		announce(&srv);
 		srv.listen_io =
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = run_model(&srv);
 		log_notice("served %llu connections",
 		    (unsigned long long)srv.accepted);
 	}
+	if (srv.ready_fd >= 0)
+		close(srv.ready_fd);
 	serve_teardown(&srv);
 	return r < 0 ? 1 : 0;
+}
+
+int
+serve_run(const struct serve_opts *o)
+{
+	struct pbx_addr addrs[8];
+
+	if (o->workers > 0)
+		return serve_workers_run(o);
+	int n = serve_resolve(o, addrs, 8);
+	if (n < 0)
+		return 1;
+	return serve_process(o, addrs, n, -1);
 }
