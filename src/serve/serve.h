@@ -71,6 +71,7 @@ struct serve {
 	struct pbx_addr local;
 	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
+	bool starved;      /* accept ran out of fds (or memory) */
 	unsigned limit;    /* stop accepting at this many */
 	bool in_child;     /* a fork-model child: exec may replace us */
 	struct pbx_signal sig_term, sig_int, sig_chld;

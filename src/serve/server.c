@@ -33,13 +33,16 @@ on_accept_retry(struct pbx_loop *loop, struct pbx_timer *t)
 
 /*
  * Out of fds, memory or buffers: accept would fail again at once, so
- * watching the listener now would spin. Pause it briefly instead.
+ * watching the listener now would spin. Stop watching it; the next
+ * connection to end, or a timer, resumes it. One line per episode.
  */
 static void
 back_off(struct serve *srv, int err)
 {
-	log_error(
-	    "accept: %s (pausing %d ms)", pbx_strerror(err), ACCEPT_RETRY_MS);
+	if (!srv->starved)
+		log_error("accept: %s (pausing until a connection ends, retrying every %d ms)",
+		    pbx_strerror(err), ACCEPT_RETRY_MS);
+	srv->starved = true;
 	serve_pause_accept(srv, true);
 	srv->accept_retry.cb = on_accept_retry;
 	srv->accept_retry.data = srv;
@@ -54,6 +57,7 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 	int fd = pbx_accept(srv->listen_fd, remote, PBX_ACCEPT_NONBLOCK);
 	if (fd >= 0) {
 		srv->accepted++;
+		srv->starved = false;
 		if (log_tracing()) {
 			pbx_addr_format(remote, text, sizeof text);
 			log_trace("accept(%d) = %d from %s", srv->listen_fd, fd,
