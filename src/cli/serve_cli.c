@@ -27,8 +27,9 @@ static const char serve_usage[] =
     "tells the real one, once the server is ready.\n"
     "\n"
     "Options:\n"
-    "  -m, --model MODEL    serial: one caller at a time; fork: a process per\n"
-    "                       caller (default fork)\n"
+    "  -m, --model MODEL    event: every caller in one process, one epoll loop\n"
+    "                       (the default); serial: one caller at a time;\n"
+    "                       fork: a process per caller\n"
     "  -c, --max-conns N    at most N callers at once; at N, stop accepting until\n"
     "                       one ends (1-1000000, default 100)\n"
     "  -b, --backlog N      listen backlog (1-65535, default 4096)\n"
@@ -173,7 +174,7 @@ int
 cli_serve(int argc, char **argv)
 {
 	struct serve_cli cli = {
-	    .o = {.model = SERVE_FORK, .max_conns = 100, .backlog = 4096},
+	    .o = {.model = SERVE_EVENT, .max_conns = 100, .backlog = 4096},
 	    .level = LOG_NORMAL,
 	};
 	int c, r;

@@ -3,88 +3,103 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
 #define RELAY_BUF 65536
 
 /*
- * Bytes read from the local side, waiting to go into the socket. The
- * socket is non-blocking, so a peer that stops reading never stops us from
- * reading what it sends (a blocking write there can deadlock against an
- * echoing peer). The local output stays as the caller set it: changing a
- * terminal's O_NONBLOCK would change it for the shell too.
+ * The relay runs on a private pbx_loop. The socket is non-blocking, so a
+ * peer that stops reading never stops us from reading what it sends (a
+ * blocking write there can deadlock against an echoing peer). The local
+ * output stays as the caller set it: changing a terminal's O_NONBLOCK
+ * would change it for the shell too. A local input that epoll cannot
+ * watch (a regular file, /dev/null) is always ready: a zero timer stands
+ * in for its readiness.
  */
 struct relay {
 	int in_fd, out_fd, sock_fd, flags;
+	struct pbx_loop *loop;
+	struct pbx_io in_io, sock_io;
+	struct pbx_timer in_tick; /* when in_fd cannot be watched */
+	bool in_pollable;
 	char *up; /* owned: local -> socket */
 	size_t up_off, up_len;
 	bool in_eof, sock_eof, shut;
 	char *down; /* owned: socket -> local */
 	struct pbx_relay_stats *stats;
-	int *where;
+	int err, where;
 };
 
-static int
+static void
 fail(struct relay *r, int err, int side)
 {
-	if (r->where != NULL)
-		*r->where = side;
-	return err;
+	if (r->err == 0) {
+		r->err = err;
+		r->where = side;
+	}
+	pbx_loop_stop(r->loop);
 }
 
 /* Push pending local bytes into the socket as far as it takes them. */
-static int
+static void
 flush_up(struct relay *r)
 {
 	while (r->up_off < r->up_len) {
 		ssize_t n = pbx_write_some(
 		    r->sock_fd, r->up + r->up_off, r->up_len - r->up_off);
 		if (n == -EAGAIN)
-			return 0;
-		if (n < 0)
-			return fail(r, (int)n, 1);
+			return;
+		if (n < 0) {
+			fail(r, (int)n, 1);
+			return;
+		}
 		r->up_off += (size_t)n;
 		r->stats->to_socket += (uint64_t)n;
 	}
 	r->up_off = r->up_len = 0;
-	return 0;
 }
 
-static int
+static void
 read_local(struct relay *r)
 {
 	ssize_t n = pbx_read_some(r->in_fd, r->up, RELAY_BUF);
+
 	if (n == -EAGAIN)
-		return 0;
+		return;
 	if (n == -EBADF || n == 0) {
 		r->in_eof = true;
-		return 0;
+		return;
 	}
-	if (n < 0)
-		return fail(r, (int)n, 0);
+	if (n < 0) {
+		fail(r, (int)n, 0);
+		return;
+	}
 	r->up_len = (size_t)n;
-	return flush_up(r);
+	flush_up(r);
 }
 
-static int
+static void
 read_socket(struct relay *r)
 {
 	ssize_t n = pbx_read_some(r->sock_fd, r->down, RELAY_BUF);
+
 	if (n == -EAGAIN)
-		return 0;
+		return;
 	if (n == 0) {
 		r->sock_eof = true;
-		return 0;
+		return;
 	}
-	if (n < 0)
-		return fail(r, (int)n, 1);
+	if (n < 0) {
+		fail(r, (int)n, 1);
+		return;
+	}
 	ssize_t w = pbx_write_all(r->out_fd, r->down, (size_t)n);
-	if (w < 0)
-		return fail(r, (int)w, 0);
+	if (w < 0) {
+		fail(r, (int)w, 0);
+		return;
+	}
 	r->stats->from_socket += (uint64_t)n;
-	return 0;
 }
 
 static bool
@@ -97,36 +112,102 @@ finished(const struct relay *r)
 	return false;
 }
 
-static int
-relay_step(struct relay *r)
+/* After every event: half-close if due, then watch what can move next. */
+static void
+update(struct relay *r)
 {
-	struct pollfd p[2] = {{.fd = -1}, {.fd = r->sock_fd}};
-	int e;
-
+	if (r->err != 0)
+		return;
+	if (finished(r)) {
+		pbx_loop_stop(r->loop);
+		return;
+	}
 	if (r->in_eof && r->up_len == 0 && !r->shut) {
 		r->shut = true;
-		e = pbx_shutdown_write(r->sock_fd);
-		if (e < 0 && e != -ENOTCONN)
-			return fail(r, e, 1);
+		int e = pbx_shutdown_write(r->sock_fd);
+		if (e < 0 && e != -ENOTCONN) {
+			fail(r, e, 1);
+			return;
+		}
 	}
-	if (!r->in_eof && r->up_len == 0)
-		p[0] = (struct pollfd){.fd = r->in_fd, .events = POLLIN};
-	if (!r->sock_eof)
-		p[1].events |= POLLIN;
-	if (r->up_len > 0)
-		p[1].events |= POLLOUT;
-	if (poll(p, 2, -1) < 0)
-		return errno == EINTR ? 0 : fail(r, -errno, 0);
-	e = 0;
-	if (p[0].revents & POLLNVAL)
+	bool want_in = !r->in_eof && r->up_len == 0;
+	unsigned sock_ev = (r->sock_eof ? 0 : PBX_READABLE) |
+			   (r->up_len > 0 ? PBX_WRITABLE : 0);
+	int e = pbx_io_start(r->loop, &r->sock_io, sock_ev);
+	if (e == 0 && r->in_pollable)
+		e = pbx_io_start(
+		    r->loop, &r->in_io, want_in ? PBX_READABLE : 0);
+	else if (e == 0 && want_in)
+		e = pbx_timer_start(r->loop, &r->in_tick, 0);
+	else if (e == 0)
+		pbx_timer_stop(r->loop, &r->in_tick);
+	if (e < 0)
+		fail(r, e, 0);
+	else if (sock_ev == 0 && !want_in)
+		pbx_loop_stop(r->loop); /* nothing left that could move */
+}
+
+static void
+on_in(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct relay *r = w->data;
+
+	(void)loop;
+	(void)events;
+	read_local(r);
+	update(r);
+}
+
+static void
+on_in_tick(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct relay *r = t->data;
+
+	(void)loop;
+	read_local(r);
+	update(r);
+}
+
+static void
+on_sock(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct relay *r = w->data;
+
+	(void)loop;
+	if (events & PBX_WRITABLE)
+		flush_up(r);
+	if (r->err == 0 && (events & (PBX_READABLE | PBX_HANGUP)))
+		read_socket(r);
+	update(r);
+}
+
+static int
+relay_setup(struct relay *r)
+{
+	int e = pbx_set_nonblock(r->sock_fd, true);
+
+	if (e < 0)
+		return e;
+	r->up = malloc(RELAY_BUF);
+	r->down = malloc(RELAY_BUF);
+	if (r->up == NULL || r->down == NULL)
+		return -ENOMEM;
+	e = pbx_loop_new(&r->loop);
+	if (e < 0)
+		return e;
+	r->sock_io =
+	    (struct pbx_io){.fd = r->sock_fd, .cb = on_sock, .data = r};
+	r->in_io = (struct pbx_io){.fd = r->in_fd, .cb = on_in, .data = r};
+	r->in_tick = (struct pbx_timer){.cb = on_in_tick, .data = r};
+	/* epoll refuses regular files and some devices (EPERM), and a
+	 * closed stdin (EBADF) is simply at its end. */
+	e = pbx_io_start(r->loop, &r->in_io, PBX_READABLE);
+	r->in_pollable = e == 0;
+	if (e == -EBADF)
 		r->in_eof = true;
-	else if (p[0].revents != 0)
-		e = read_local(r);
-	if (e == 0 && (p[1].revents & POLLOUT))
-		e = flush_up(r);
-	if (e == 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
-		e = read_socket(r);
-	return e;
+	else if (e < 0 && e != -EPERM)
+		return e;
+	return 0;
 }
 
 int
@@ -140,23 +221,27 @@ pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
 	    .sock_fd = sock_fd,
 	    .flags = flags,
 	    .stats = stats != NULL ? stats : &ignored,
-	    .where = where,
 	};
-	int e = pbx_set_nonblock(sock_fd, true);
 
-	if (e < 0)
-		return fail(&r, e, 1);
 	*r.stats = (struct pbx_relay_stats){0};
-	r.up = malloc(RELAY_BUF);
-	r.down = malloc(RELAY_BUF);
-	if (r.up == NULL || r.down == NULL) {
-		e = fail(&r, -ENOMEM, 0);
-		goto out_free;
+	int e = relay_setup(&r);
+	if (e < 0) {
+		r.err = e;
+		r.where = 1;
+	} else {
+		update(&r);
+		e = pbx_loop_run(r.loop);
+		if (e < 0 && r.err == 0)
+			r.err = e;
 	}
-	while (e == 0 && !finished(&r))
-		e = relay_step(&r);
-out_free:
+	if (r.loop != NULL) {
+		pbx_io_stop(r.loop, &r.in_io);
+		pbx_io_stop(r.loop, &r.sock_io);
+		pbx_loop_free(r.loop);
+	}
 	free(r.up);
 	free(r.down);
-	return e;
+	if (where != NULL && r.err != 0)
+		*where = r.where;
+	return r.err;
 }

@@ -165,10 +165,14 @@ pbx_spawn(const struct pbx_spawn_opts *o)
 	pid_t pid = -1;
 
 	layout_fds(o->layout, &rfd, &wfd);
+	/* Programs expect blocking I/O; the server's copy is closed soon. */
+	int r = pbx_set_nonblock(o->sock_fd, false);
+	if (r < 0)
+		return r;
 	int sock = high_fd(o->sock_fd, &tmp);
 	if (sock < 0)
 		return sock;
-	int r = posix_spawn_file_actions_init(&fa);
+	r = posix_spawn_file_actions_init(&fa);
 	if (r != 0)
 		goto out_close_tmp;
 	r = posix_spawnattr_init(&attr);
@@ -210,6 +214,9 @@ pbx_exec(const struct pbx_spawn_opts *o)
 	int rfd, wfd, tmp;
 
 	layout_fds(o->layout, &rfd, &wfd);
+	int r = pbx_set_nonblock(o->sock_fd, false);
+	if (r < 0)
+		return r;
 	int sock = high_fd(o->sock_fd, &tmp);
 	if (sock < 0)
 		return sock;

@@ -40,7 +40,8 @@ static void
 back_off(struct serve *srv, int err)
 {
 	if (!srv->starved)
-		log_error("accept: %s (pausing until a connection ends, retrying every %d ms)",
+		log_error(
+		    "accept: %s (pausing until a connection ends, retrying every %d ms)",
 		    pbx_strerror(err), ACCEPT_RETRY_MS);
 	srv->starved = true;
 	serve_pause_accept(srv, true);

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(os.path.dirname(HERE), "peers")
 GOLDEN = os.path.join(HERE, "golden")
 PY = sys.executable
-MODELS = ["serial", "fork"]
+MODELS = ["serial", "fork", "event"]
 
 # Every process is started through this prefix when it works (see run.py):
 # setpriv --pdeathsig KILL kills it if the test thread that started it dies

@@ -82,14 +82,19 @@ def test_no_args(t):
               f"usage on stderr does not mention '{word}': {r.err[:200]!r}")
 
 
-SERVE_OPTIONS = ["-m", "--model", "serial", "fork", "-c", "--max-conns", "-b", "--backlog",
+SERVE_OPTIONS = ["-m", "--model", "serial", "fork", "event", "-c", "--max-conns", "-b",
+                 "--backlog", "-w", "--workers",
                  "-v", "--verbose", "-q", "--quiet", "--trace", "-h", "--help",
                  "hello", "echo", "discard", "PROGRAM"]
 CONNECT_OPTIONS = ["-s", "--source", "-t", "--connect-timeout", "-v", "--verbose",
                    "-q", "--quiet", "--trace", "-h", "--help", "PROGRAM"]
+BENCH_OPTIONS = ["-c", "--connections", "-d", "--duration", "-n", "--total", "--warmup",
+                 "--send", "--expect-bytes", "--expect", "--rounds", "--source", "--reset",
+                 "--hold", "--timeout", "--json", "-h", "--help"]
 
 
-@test(params=[("serve", "serve", SERVE_OPTIONS), ("connect", "connect", CONNECT_OPTIONS)])
+@test(params=[("serve", "serve", SERVE_OPTIONS), ("connect", "connect", CONNECT_OPTIONS),
+              ("bench", "bench", BENCH_OPTIONS)])
 def test_command_help(t, cmd, words):
     text = help_text(t, [cmd, "--help"])
     missing = [w for w in words

@@ -5,7 +5,7 @@ import os
 import re
 import time
 
-from harness import (PEERS, PY, Failure, base_env, check, check_env, env_dict, eq,
+from harness import (MODELS, PEERS, PY, Failure, base_env, check, check_env, env_dict, eq,
                      fmt_addr, free_port, load_json, match, read_to_eof, short, test)
 
 MIB = 1 << 20
@@ -51,7 +51,7 @@ def test_relay_binary(t, host, size):
     eq(srv.wait_event("eof"), size, "bytes the server read before EOF")
 
 
-@test(params=["serial", "fork"])
+@test(params=MODELS)
 def test_relay_to_pbx_serve_echo(t, model):
     srv = t.serve("127.0.0.1:0", ["echo"], ["-m", model])
     data = os.urandom(MIB)
@@ -253,7 +253,7 @@ def test_localhost_tries_each_address(t, addr, host):
     srv.stop()
 
 
-@test(params=["serial", "fork"])
+@test(params=MODELS)
 def test_program_to_pbx_serve_program(t, model):
     # Both ends pbx, both with a program: each side's UCSPI view mirrors the other's.
     srv = t.serve("127.0.0.1:0", ["--", "sh", "-c",
