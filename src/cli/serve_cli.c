@@ -50,6 +50,7 @@ static const struct option serve_options[] = {
     {"model", required_argument, NULL, 'm'},
     {"max-conns", required_argument, NULL, 'c'},
     {"backlog", required_argument, NULL, 'b'},
+    {"workers", required_argument, NULL, 'w'},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},

@@ -174,8 +174,7 @@ on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	if (!sv->announced && sv->ready >= sv->o->workers) {
 		sv->announced = true;
 		pbx_addr_format(&sv->addr, text, sizeof text);
-		log_notice(
-		    "listening on %s (%u workers)", text, sv->o->workers);
+		log_notice("listening on %s", text);
 	}
 }
 
