@@ -416,7 +416,9 @@ struct pbx_spawn_opts {
 };
 
 /*
- * Start argv with the socket placed per layout, stderr (and for
+ * Start argv with the socket placed per layout (in blocking mode: the
+ * file description is shared, so the caller's copy turns blocking too),
+ * stderr (and for
  * PBX_FDS_CLIENT stdin/stdout) inherited, every other fd closed, default
  * signal dispositions and an empty signal mask. Uses posix_spawn (vfork
  * semantics: the server's image is never copied). Returns the pid, or
