@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: MIT
+"""pbx bench: its counts agree with the server's, its JSON has every
+field, and failures land in the right kind (refused, reset, timeout,
+mismatch, short)."""
+import json
+import os
+import socket
+import struct
+import time
+
+from harness import check, eq, match, test
+
+FIELDS = {"address": str, "seconds": float, "concurrency": int, "connections": int,
+          "connections_per_s": float, "rounds": int, "rounds_per_s": float,
+          "bytes_in": int, "bytes_out": int, "bytes_in_per_s": float,
+          "bytes_out_per_s": float, "latency_us": dict, "errors": dict,
+          "errors_total": int}
+KINDS = ["refused", "reset", "timeout", "unreachable", "address", "descriptors",
+         "mismatch", "short", "other"]
+
+
+def bench(t, args, rc=0, timeout=30):
+    r = t.run_pbx(["bench", "--json"] + args, timeout=timeout)
+    eq(r.rc, rc, f"pbx bench exit status (stderr {r.err!r})")
+    try:
+        return json.loads(r.out.decode())
+    except ValueError:
+        raise AssertionError(f"pbx bench --json printed {r.out!r}")
+
+
+def only_errors(report, kind, n):
+    want = {k: 0 for k in KINDS}
+    want[kind] = n
+    eq(report["errors"], want, "errors by kind")
+    eq(report["errors_total"], n, "errors_total")
+
+
+@test(timeout=60)
+def test_bench_counts_agree_with_server(t):
+    srv = t.serve("127.0.0.1:0", ["hello"], ["-m", "event"])
+    addr = f"127.0.0.1:{srv.port}"
+    rep = bench(t, ["-n", "500", "-c", "10", addr])
+    srv.stop()
+    for k, typ in FIELDS.items():
+        check(isinstance(rep.get(k), typ) or (typ is float and isinstance(rep.get(k), int)),
+              f"field {k}: {rep.get(k)!r} is not {typ.__name__}")
+    eq(sorted(rep["latency_us"]), sorted(["min", "p50", "p90", "p99", "p99_9", "max"]),
+       "latency fields")
+    lat = rep["latency_us"]
+    check(0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"]
+          <= lat["max"], f"latencies out of order: {lat}")
+    eq(rep["address"], addr, "address")
+    eq(rep["connections"], 500, "connections")
+    eq(rep["rounds"], 500, "rounds")
+    eq(srv.served, 500, "connections the server counted")
+    only_errors(rep, "refused", 0)
+    # Every greeting is "Hello, person from 127.0.0.1:PORT\n" with a
+    # five-digit ephemeral port (32768-60999 here).
+    eq(rep["bytes_in"], 500 * len("Hello, person from 127.0.0.1:12345\n"), "bytes_in")
+    eq(rep["bytes_out"], 0, "bytes_out")
+    check("held" not in rep, "held reported without --hold")
+
+
+@test()
+def test_bench_text_report(t):
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    r = t.run_pbx(["bench", "-n", "50", "-c", "5", f"127.0.0.1:{srv.port}"])
+    eq(r.rc, 0, "exit status")
+    lines = r.out.decode().splitlines()
+    match(rf"pbx bench 127\.0\.0\.1:{srv.port}: \d+\.\d\d s, 5 in flight", lines[0], "title")
+    match(r"  connections   50   [\d.]+/s", lines[1], "connections line")
+    check(any(x.startswith("  latency       p50 ") for x in lines), f"latency line in {lines}")
+    eq(lines[-1], "  errors        0", "errors line")
+    eq(r.err, "", "stderr when it is not a terminal (no progress line)")
+    srv.stop()
+
+
+@test()
+def test_bench_echo_rounds(t):
+    srv = t.serve("127.0.0.1:0", ["echo"])
+    payload = os.path.join(t.tmpdir(), "4k.bin")
+    with open(payload, "wb") as f:
+        f.write(os.urandom(4096))
+    rep = bench(t, ["-n", "20", "-c", "4", "--send", "@" + payload, "--expect-bytes", "4096",
+                    "--rounds", "10", f"127.0.0.1:{srv.port}"])
+    eq(rep["connections"], 20, "connections")
+    eq(rep["rounds"], 200, "round trips")
+    eq(rep["bytes_out"], 200 * 4096, "bytes_out")
+    eq(rep["bytes_in"], 200 * 4096, "bytes_in")
+    only_errors(rep, "short", 0)
+    srv.stop()
+    eq(srv.served, 20, "connections the server counted")
+
+
+@test()
+def test_bench_send_until_eof(t):
+    # Without --expect-bytes the request is followed by a half-close, so
+    # echo ends each call and the reply is read to EOF.
+    srv = t.serve("127.0.0.1:0", ["echo"])
+    rep = bench(t, ["-n", "30", "-c", "3", "--send", r"ping\r\n", f"127.0.0.1:{srv.port}"])
+    eq((rep["connections"], rep["bytes_in"], rep["bytes_out"]), (30, 180, 180),
+       "connections, bytes in, bytes out")
+    srv.stop()
+
+
+@test()
+def test_bench_expect(t):
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    addr = f"127.0.0.1:{srv.port}"
+    rep = bench(t, ["-n", "40", "--expect", "Hello, person from 127.0.0.1:", addr])
+    eq(rep["connections"], 40, "connections with a matching reply")
+    only_errors(rep, "mismatch", 0)
+    rep = bench(t, ["-n", "40", "--expect", "Goodbye", addr], rc=1)
+    eq(rep["connections"], 0, "connections with a wrong reply")
+    only_errors(rep, "mismatch", 40)
+    # A reply shorter than --expect is a mismatch too.
+    rep = bench(t, ["-n", "10", "--expect", "Hello, person from 127.0.0.1:12345\nmore", addr],
+                rc=1)
+    only_errors(rep, "mismatch", 10)
+    srv.stop()
+
+
+@test()
+def test_bench_short_reply(t):
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    rep = bench(t, ["-n", "25", "--expect-bytes", "100", f"127.0.0.1:{srv.port}"], rc=1)
+    only_errors(rep, "short", 25)
+    srv.stop()
+
+
+@test()
+def test_bench_reset_by_server(t):
+    def reset(conn, peer, srv):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    py = t.py_server(reset)
+    rep = bench(t, ["-n", "30", "-c", "3", f"127.0.0.1:{py.port}"], rc=1)
+    eq(rep["connections"], 0, "connections")
+    only_errors(rep, "reset", 30)
+
+
+@test()
+def test_bench_refused(t):
+    closed = t.listener(listen=False)  # bound, not listening: refuses
+    rep = bench(t, ["-n", "20", "-c", "2", f"127.0.0.1:{closed.getsockname()[1]}"], rc=1)
+    only_errors(rep, "refused", 20)
+
+
+@test()
+def test_bench_timeout(t):
+    def silent(conn, peer, srv):
+        time.sleep(3)
+    py = t.py_server(silent)
+    start = time.monotonic()
+    rep = bench(t, ["-n", "4", "-c", "4", "--timeout", "0.3", f"127.0.0.1:{py.port}"], rc=1)
+    only_errors(rep, "timeout", 4)
+    check(time.monotonic() - start < 2.5, "timeouts took too long")
+
+
+@test()
+def test_bench_sources(t):
+    srv = t.serve("127.0.0.1:0", ["hello"], ["-v"])
+    rep = bench(t, ["-n", "40", "-c", "4", "--source", "127.0.0.2,127.0.0.3",
+                    f"127.0.0.1:{srv.port}"])
+    eq(rep["connections"], 40, "connections")
+    srv.stop()
+    remotes = [match(r"pbx: accept remote=([\d.]+):\d+ .*", x, "accept line").group(1)
+               for x in srv.err_lines() if x.startswith("pbx: accept ")]
+    eq(sorted(set(remotes)), ["127.0.0.2", "127.0.0.3"], "source addresses seen")
+    eq(remotes.count("127.0.0.2"), 20, "calls from the first source")
+
+
+@test(timeout=60)
+def test_bench_hold(t):
+    srv = t.serve("127.0.0.1:0", ["echo"], ["-c", "1000"])
+    rep = bench(t, ["--hold", "-c", "200", "-d", "1", f"127.0.0.1:{srv.port}"])
+    eq((rep["held"], rep["dropped"]), (200, 0), "held and dropped")
+    srv.stop()
+    eq(srv.served, 200, "connections the server counted")
+    # With a server that lets only 50 stand, the rest time out or wait.
+    srv = t.serve("127.0.0.1:0", ["discard"], ["-c", "50"])
+    rep = bench(t, ["--hold", "-c", "80", "-d", "1", "--timeout", "5",
+                    f"127.0.0.1:{srv.port}"])
+    # Connections beyond -c 50 still complete in the kernel's backlog,
+    # so they stand too: held counts what the network accepted.
+    eq(rep["held"] + rep["dropped"], 80, "every connection accounted for")
+    srv.stop()
+
+
+@test()
+def test_bench_usage(t):
+    cases = [
+        (["--rounds", "2", "127.0.0.1:1"], "pbx: bench: --rounds other than 1 needs "
+         "--expect-bytes (a reply must end before the next round)"),
+        (["-c", "0", "127.0.0.1:1"], "pbx: bench: bad connections '0': expected a number "
+         "from 1 to 1000000"),
+        ([], "pbx: bench: missing ADDRESS (see pbx bench --help)"),
+        (["127.0.0.1:1", "x"], "pbx: bench: one ADDRESS only (see pbx bench --help)"),
+        (["--send", r"\q", "127.0.0.1:1"], r"pbx: bench: bad send '\q': bad escape (use "
+         r"\r \n \t \\ \0 or \xHH)"),
+        (["--source", "nope", "127.0.0.1:1"], "pbx: bench: bad source 'nope': expected an "
+         "IP address"),
+        (["-d", "0", "127.0.0.1:1"], "pbx: bench: bad duration '0': expected seconds, "
+         "more than 0 and at most 86400"),
+        ([":80"], "pbx: bench: bad address ':80': host is missing"),
+    ]
+    for args, line in cases:
+        r = t.run_pbx(["bench"] + args)
+        eq((r.rc, r.err_lines()), (2, [line]), f"pbx bench {' '.join(args)}")
