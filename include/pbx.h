@@ -409,7 +409,8 @@ enum pbx_fd_layout {
 };
 
 struct pbx_spawn_opts {
-	const char *const *argv; /* argv[0] is searched in PATH */
+	const char *const *argv; /* argv[0] is searched in PATH ... */
+	const char *path;        /* ... unless this is set (pbx_find_program) */
 	char *const *envp;       /* NULL: the caller's environ */
 	int sock_fd;             /* the connection */
 	enum pbx_fd_layout layout;
@@ -425,6 +426,13 @@ struct pbx_spawn_opts {
  * -errno (-ENOENT when the program does not exist).
  */
 pid_t pbx_spawn(const struct pbx_spawn_opts *o);
+
+/*
+ * Find a program as execvp would (a name with a '/' is taken as is; else
+ * each directory of PATH), so a server can search once, not per caller.
+ * Returns 0 with the path in out, -ENOENT, -EACCES or -ENAMETOOLONG.
+ */
+int pbx_find_program(const char *name, char *out, size_t size);
 
 /*
  * The same, replacing the calling process (for a child that exists only to

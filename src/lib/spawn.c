@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -181,10 +182,12 @@ pbx_spawn(const struct pbx_spawn_opts *o)
 	r = build_actions(&fa, sock, rfd, wfd);
 	if (r == 0)
 		r = build_attr(&attr);
-	if (r == 0)
-		r = posix_spawnp(&pid, o->argv[0], &fa, &attr,
-		    (char *const *)(uintptr_t)o->argv,
-		    o->envp != NULL ? o->envp : environ);
+	char *const *argv = (char *const *)(uintptr_t)o->argv;
+	char *const *envp = o->envp != NULL ? o->envp : environ;
+	if (r == 0 && o->path != NULL)
+		r = posix_spawn(&pid, o->path, &fa, &attr, argv, envp);
+	else if (r == 0)
+		r = posix_spawnp(&pid, o->argv[0], &fa, &attr, argv, envp);
 	posix_spawnattr_destroy(&attr);
 out_destroy_fa:
 	posix_spawn_file_actions_destroy(&fa);
@@ -192,6 +195,54 @@ out_close_tmp:
 	if (tmp >= 0)
 		close(tmp);
 	return r == 0 ? pid : -r;
+}
+
+static int
+executable(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EACCES;
+	return access(path, X_OK) < 0 ? -errno : 0;
+}
+
+int
+pbx_find_program(const char *name, char *out, size_t size)
+{
+	const char *dirs = getenv("PATH");
+	int last = -ENOENT;
+
+	if (strchr(name, '/') != NULL) {
+		size_t len = strlen(name);
+		if (len >= size)
+			return -ENAMETOOLONG;
+		memcpy(out, name, len + 1);
+		return executable(out);
+	}
+	if (dirs == NULL)
+		dirs = "/usr/local/bin:/usr/bin:/bin";
+	while (*dirs != '\0') {
+		size_t len = strcspn(dirs, ":");
+		/* An empty entry means the current directory, as in execvp. */
+		int n = snprintf(out, size, "%.*s%s%s", (int)len, dirs,
+		    len > 0 ? "/" : "", name);
+		if (n > 0 && (size_t)n < size) {
+			int r = executable(out);
+			if (r == 0)
+				return 0;
+			/* Keep "permission denied" over "not found", as execvp.
+			 */
+			if (r == -EACCES)
+				last = r;
+		}
+		dirs += len;
+		if (*dirs == ':')
+			dirs++;
+	}
+	return last;
 }
 
 /* Default dispositions for every signal, as a fresh process would have. */
@@ -226,7 +277,11 @@ pbx_exec(const struct pbx_spawn_opts *o)
 		close_range(3, (unsigned)rfd - 1, 0);
 	close_range((unsigned)first_closed(wfd), ~0U, 0);
 	reset_signals();
-	execvpe(o->argv[0], (char *const *)(uintptr_t)o->argv,
-	    o->envp != NULL ? o->envp : environ);
+	char *const *argv = (char *const *)(uintptr_t)o->argv;
+	char *const *envp = o->envp != NULL ? o->envp : environ;
+	if (o->path != NULL)
+		execve(o->path, argv, envp);
+	else
+		execvpe(o->argv[0], argv, envp);
 	return -errno;
 }

@@ -76,6 +76,7 @@ struct serve {
 	bool in_child;     /* a fork-model child: exec may replace us */
 	struct pbx_signal sig_term, sig_int, sig_chld;
 	struct pbx_env env; /* exec: the UCSPI environment, built once */
+	char *program;      /* owned: exec: the program's path, found once */
 	char *scratch;      /* owned: read buffer shared by handlers */
 	size_t scratch_size;
 	struct serve_conn *pool;      /* free connection records */

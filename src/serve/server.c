@@ -4,6 +4,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -152,9 +153,17 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 	srv->scratch = malloc(SCRATCH_SIZE);
 	if (srv->scratch == NULL)
 		return -ENOMEM;
-	if (o->handler == &serve_exec)
-		return pbx_env_init(&srv->env, NULL);
-	return 0;
+	if (o->handler != &serve_exec)
+		return 0;
+	/* Search PATH once; if the program is not there yet, each caller's
+	 * spawn searches again (and reports it missing). */
+	srv->program = malloc(PATH_MAX);
+	if (srv->program != NULL &&
+	    pbx_find_program(o->argv[0], srv->program, PATH_MAX) < 0) {
+		free(srv->program);
+		srv->program = NULL;
+	}
+	return pbx_env_init(&srv->env, NULL);
 }
 
 static void
@@ -169,6 +178,7 @@ serve_teardown(struct serve *srv)
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	pbx_env_fini(&srv->env);
+	free(srv->program);
 	free(srv->scratch);
 	free(srv->children);
 	pbx_loop_free(srv->loop);

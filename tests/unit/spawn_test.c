@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static struct pbx_addr
@@ -607,7 +608,43 @@ test_spawn_exec_missing_program(void)
 	CHECK_EQ(reap(pid), 42);
 }
 
-CHECK_MAIN(TEST(test_spawn_env_init_filters_stale),
+static void
+test_spawn_find_program(void)
+{
+	char path[256], dir[] = "/tmp/pbx-find-XXXXXX", file[300];
+	const char *old = getenv("PATH");
+	char *saved = old != NULL ? strdup(old) : NULL;
+
+	REQUIRE(mkdtemp(dir) != NULL);
+	snprintf(file, sizeof file, "%s/tool", dir);
+	int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	REQUIRE(fd >= 0);
+	close(fd);
+	/* A name with a slash is taken as it is. */
+	CHECK_EQ(pbx_find_program("/bin/sh", path, sizeof path), 0);
+	CHECK_STR(path, "/bin/sh");
+	CHECK_EQ(pbx_find_program("/nonexistent/sh", path, sizeof path), -ENOENT);
+	CHECK_EQ(pbx_find_program("/bin/sh", path, 4), -ENAMETOOLONG);
+	/* PATH is searched in order; a non-executable match is EACCES. */
+	char newpath[600];
+	snprintf(newpath, sizeof newpath, "/nonexistent:%s:/bin", dir);
+	setenv("PATH", newpath, 1);
+	CHECK_EQ(pbx_find_program("sh", path, sizeof path), 0);
+	CHECK_STR(path, "/bin/sh");
+	CHECK_EQ(pbx_find_program("tool", path, sizeof path), -EACCES);
+	CHECK_EQ(chmod(file, 0755), 0);
+	CHECK_EQ(pbx_find_program("tool", path, sizeof path), 0);
+	CHECK_STR(path, file);
+	CHECK_EQ(pbx_find_program("no-such-program-here", path, sizeof path),
+	    -ENOENT);
+	if (saved != NULL)
+		setenv("PATH", saved, 1);
+	free(saved);
+	unlink(file);
+	rmdir(dir);
+}
+
+CHECK_MAIN(TEST(test_spawn_find_program), TEST(test_spawn_env_init_filters_stale),
     TEST(test_spawn_env_init_empty_base), TEST(test_spawn_env_set_tcp_values),
     TEST(test_spawn_server_layout), TEST(test_spawn_closes_inherited_fds),
     TEST(test_spawn_client_layout), TEST(test_spawn_path_search_and_environ),

@@ -25,6 +25,7 @@ exec_start(struct serve_conn *c)
 	struct serve *srv = c->srv;
 	struct pbx_spawn_opts o = {
 	    .argv = srv->opts->argv,
+	    .path = srv->program,
 	    .envp = srv->env.envp,
 	    .sock_fd = conn_fd(c),
 	    .layout = PBX_FDS_SERVER,
