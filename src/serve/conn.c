@@ -47,7 +47,7 @@ on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	struct serve_conn *c = w->data;
 
 	(void)loop;
-	c->handler->ready(c, events);
+	c->srv->opts->handler->ready(c, events);
 }
 
 void
@@ -66,7 +66,6 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 	c->srv = srv;
 	c->remote = *remote;
 	c->started_ms = pbx_loop_now(srv->loop);
-	c->handler = srv->opts->handler;
 	/* A listener on one address answers there: no getsockname needed. */
 	if (!pbx_addr_is_any(&srv->local))
 		c->local = srv->local;
@@ -78,7 +77,7 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 		log_event("accept remote=%s local=%s", rtext, ltext);
 	}
 	/* Phase 2, content: the handler takes over. */
-	c->handler->start(c);
+	srv->opts->handler->start(c);
 }
 
 const struct pbx_addr *
@@ -181,10 +180,12 @@ conn_recycle(struct serve_conn *c)
 	struct serve *srv = c->srv;
 
 	conn_close_fd(c);
-	if (c->handler->release != NULL)
-		c->handler->release(c);
-	free(c->pending);
-	c->pending = NULL;
+	if (srv->opts->handler->release != NULL)
+		srv->opts->handler->release(c);
+	if (c->program)
+		pbx_child_stop(srv->loop, &c->child); /* it goes on alone */
+	else
+		free(c->pending);
 	conn_put(srv, c);
 	srv->live--;
 	serve_pause_accept(srv, srv->live >= srv->limit);
@@ -216,6 +217,15 @@ serve_conns_abort(struct serve *srv)
 		pbx_child_stop(srv->loop, &c->child);
 		conn_recycle(c);
 	}
+}
+
+int
+conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb)
+{
+	conn_close_fd(c);
+	c->program = true;
+	c->child = (struct pbx_child){.pid = pid, .cb = cb, .data = c};
+	return pbx_child_start(c->srv->loop, &c->child);
 }
 
 void

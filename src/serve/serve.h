@@ -93,16 +93,23 @@ struct serve {
  */
 struct serve_conn {
 	struct pbx_io io;  /* fd and watcher; io.data is this record */
-	struct serve *srv; /* borrowed */
-	const struct serve_handler *handler;
+	struct serve *srv; /* borrowed; srv->opts->handler runs the content */
 	struct pbx_addr local; /* use conn_local(): filled on demand */
 	struct pbx_addr remote;
 	uint64_t bytes_in, bytes_out;
 	uint64_t started_ms;
-	struct pbx_child child; /* exec: the program, while it runs */
-	char *pending;          /* owned: bytes the peer has yet to take */
-	uint32_t pending_off, pending_len;
-	struct serve_conn *next_free;             /* in srv->pool */
+	/* A connection either runs a program or holds unsent bytes, never
+	 * both: sharing the space keeps an idle record at 200 bytes. */
+	union {
+		struct pbx_child child; /* exec: the program, once started */
+		struct {
+			char *
+			    pending; /* owned: bytes the peer has yet to take */
+			uint32_t pending_off, pending_len;
+		};
+	};
+	bool program;                 /* child is the member in use */
+	struct serve_conn *next_free; /* in srv->pool */
 	struct serve_conn *prev_live, *next_live; /* in srv->conns */
 };
 
@@ -159,6 +166,8 @@ int conn_fd(const struct serve_conn *c);
 void conn_end(struct serve_conn *c, int err);
 /* Close the server's copy of the socket (the program keeps its own). */
 void conn_close_fd(struct serve_conn *c);
+/* The program now owns the socket: close ours, watch for its exit. */
+int conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb);
 /* Log the end of a program's run (exec) and end the connection. */
 void conn_end_program(struct serve_conn *c, int wstatus);
 
