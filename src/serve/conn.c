@@ -210,13 +210,9 @@ conn_end(struct serve_conn *c, int err)
 void
 serve_conns_abort(struct serve *srv)
 {
-	while (srv->conns != NULL) {
-		struct serve_conn *c = srv->conns;
-		/* A running program keeps its socket and finishes on its own.
-		 */
-		pbx_child_stop(srv->loop, &c->child);
-		conn_recycle(c);
-	}
+	/* A running program keeps its socket and finishes on its own. */
+	while (srv->conns != NULL)
+		conn_recycle(srv->conns);
 }
 
 int

@@ -46,10 +46,8 @@ exec_start(struct serve_conn *c)
 	}
 	log_trace("spawn(%s) = %ld", o.argv[0], (long)pid);
 	/* The program has the socket now; our copy would hold it open. */
-	conn_close_fd(c);
-	c->child =
-	    (struct pbx_child){.pid = pid, .cb = program_exited, .data = c};
-	int r = pbx_child_start(srv->loop, &c->child);
+	int r = conn_watch_program(c, pid, program_exited);
+
 	if (r < 0) {
 		/* Unwatchable means unreapable: stop it rather than leak. */
 		log_error("watch %s (pid %ld): %s", o.argv[0], (long)pid,
