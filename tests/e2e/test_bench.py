@@ -206,3 +206,37 @@ def test_bench_usage(t):
     for args, line in cases:
         r = t.run_pbx(["bench"] + args)
         eq((r.rc, r.err_lines()), (2, [line]), f"pbx bench {' '.join(args)}")
+
+
+@test(timeout=30)
+def test_bench_progress_on_terminal(t):
+    # On a terminal, stderr gets a live line each second, rewritten in
+    # place with \r, and a newline at the end; stdout keeps the report.
+    import pty
+    import subprocess
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    master, slave = pty.openpty()
+    from harness import PBX, base_env
+    p = subprocess.Popen([PBX, "bench", "-d", "2.2", "-c", "4", f"127.0.0.1:{srv.port}"],
+                         stdout=subprocess.PIPE, stderr=slave, env=base_env())
+    os.close(slave)
+    out, _ = p.communicate(timeout=20)
+    chunks = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks += data
+    os.close(master)
+    eq(p.returncode, 0, "exit status")
+    text = chunks.decode(errors="replace")
+    frames = [x for x in text.split("\r") if x.strip()]
+    check(len(frames) >= 3, f"progress frames on the terminal: {text!r}")
+    for f in frames:
+        match(r"\s*\d+\.\d s\s+[\d.]+ conn/s\s+p99 .*errors \d+\s*(\r?\n)?", f, "progress line")
+    check(text.rstrip(" ").endswith("\n"), f"progress does not end its line: {text[-40:]!r}")
+    check(out.startswith(b"pbx bench "), f"report on stdout: {out[:60]!r}")
+    srv.stop()
