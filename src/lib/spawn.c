@@ -105,17 +105,23 @@ layout_fds(enum pbx_fd_layout layout, int *rfd, int *wfd)
 }
 
 /*
- * A socket that already sits on a low fd could be overwritten by the
- * dup2 calls below (or keep its close-on-exec flag when dup2'd onto
- * itself); give it a high number first.
+ * Make the socket ready to be placed per layout: blocking (programs
+ * expect it; the caller's copy is closed soon), and on a high fd, since a
+ * socket on a low one could be overwritten by the dup2 calls (or keep its
+ * close-on-exec flag when dup2'd onto itself). Returns the fd to place;
+ * *tmp is a duplicate to close afterwards, or -1.
  */
 static int
-high_fd(int fd, int *tmp)
+prepare_socket(const struct pbx_spawn_opts *o, int *rfd, int *wfd, int *tmp)
 {
 	*tmp = -1;
-	if (fd >= 10)
-		return fd;
-	*tmp = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	layout_fds(o->layout, rfd, wfd);
+	int r = pbx_set_nonblock(o->sock_fd, false);
+	if (r < 0)
+		return r;
+	if (o->sock_fd >= 10)
+		return o->sock_fd;
+	*tmp = fcntl(o->sock_fd, F_DUPFD_CLOEXEC, 10);
 	return *tmp < 0 ? -errno : *tmp;
 }
 
@@ -165,15 +171,10 @@ pbx_spawn(const struct pbx_spawn_opts *o)
 	int rfd, wfd, tmp;
 	pid_t pid = -1;
 
-	layout_fds(o->layout, &rfd, &wfd);
-	/* Programs expect blocking I/O; the server's copy is closed soon. */
-	int r = pbx_set_nonblock(o->sock_fd, false);
-	if (r < 0)
-		return r;
-	int sock = high_fd(o->sock_fd, &tmp);
+	int sock = prepare_socket(o, &rfd, &wfd, &tmp);
 	if (sock < 0)
 		return sock;
-	r = posix_spawn_file_actions_init(&fa);
+	int r = posix_spawn_file_actions_init(&fa);
 	if (r != 0)
 		goto out_close_tmp;
 	r = posix_spawnattr_init(&attr);
@@ -264,11 +265,7 @@ pbx_exec(const struct pbx_spawn_opts *o)
 {
 	int rfd, wfd, tmp;
 
-	layout_fds(o->layout, &rfd, &wfd);
-	int r = pbx_set_nonblock(o->sock_fd, false);
-	if (r < 0)
-		return r;
-	int sock = high_fd(o->sock_fd, &tmp);
+	int sock = prepare_socket(o, &rfd, &wfd, &tmp);
 	if (sock < 0)
 		return sock;
 	if (dup2(sock, rfd) < 0 || dup2(sock, wfd) < 0)

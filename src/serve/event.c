@@ -7,26 +7,8 @@
  */
 #include "serve.h"
 
-static void
-on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
-{
-	struct serve *srv = w->data;
-	struct pbx_addr remote;
-
-	(void)loop;
-	(void)events;
-	while (srv->live < srv->limit) {
-		int fd = serve_accept_one(srv, &remote);
-		if (fd < 0)
-			break;
-		serve_conn_begin(srv, fd, &remote);
-	}
-}
-
 int
 serve_event_run(struct serve *srv)
 {
-	srv->listen_io.cb = on_listener;
-	serve_pause_accept(srv, srv->live >= srv->limit);
-	return pbx_loop_run(srv->loop);
+	return serve_accept_loop(srv, serve_conn_begin);
 }

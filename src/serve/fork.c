@@ -118,28 +118,13 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 		log_trace("fork() = %ld", (long)pid);
 		if (remember_child(srv, pid, remote) == 0)
 			srv->live++;
+		serve_pause_accept(srv, srv->live >= srv->limit);
 		log_accept(fd, remote, pid);
+
 	}
 	/* The paper's c.close() in the parent: the child has its own copy. */
 	log_trace("close(%d)", fd);
 	close(fd);
-}
-
-static void
-on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
-{
-	struct serve *srv = w->data;
-	struct pbx_addr remote;
-
-	(void)loop;
-	(void)events;
-	while (srv->live < srv->limit) {
-		int fd = serve_accept_one(srv, &remote);
-		if (fd < 0)
-			break;
-		fork_one(srv, fd, &remote);
-	}
-	serve_pause_accept(srv, srv->live >= srv->limit);
 }
 
 int
@@ -152,7 +137,5 @@ serve_fork_run(struct serve *srv)
 		log_error("watch signals: %s", pbx_strerror(r));
 		return r;
 	}
-	srv->listen_io.cb = on_listener;
-	serve_pause_accept(srv, false);
-	return pbx_loop_run(srv->loop);
+	return serve_accept_loop(srv, fork_one);
 }

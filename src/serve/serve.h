@@ -21,6 +21,11 @@ enum serve_model {
 };
 
 struct serve_conn;
+struct serve;
+
+/* What a model does with each accepted fd (takes it over). */
+typedef void (*serve_take_fn)(
+    struct serve *srv, int fd, const struct pbx_addr *remote);
 
 /*
  * A handler is a non-blocking state machine on a connection. start runs
@@ -67,6 +72,7 @@ struct serve {
 	int listen_fd;                 /* owned, -1 in a fork child */
 	int ready_fd; /* owned: a worker says "listening" here, else -1 */
 	struct pbx_io listen_io;
+	serve_take_fn take;            /* the model's dispatch */
 	struct pbx_timer accept_retry; /* resumes accepting after a pause */
 	struct pbx_addr local;
 	unsigned live;     /* connections (or children) in progress */
@@ -119,7 +125,15 @@ void serve_conns_abort(struct serve *srv);
 /* Run the server until SIGTERM/SIGINT; returns the exit status. */
 int serve_run(const struct serve_opts *o);
 
+/*
+ * Listen on the first of addrs that works ("::" falls back to "0.0.0.0"
+ * where IPv6 is missing); logs the error. Returns the fd or -errno.
+ */
+int serve_listen_first(
+    const struct pbx_addr *addrs, int n, const struct pbx_listen_opts *lo);
+
 /* Resolve the listening address (logs the error); returns the count. */
+
 int serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max);
 
 /*
@@ -139,6 +153,13 @@ int serve_fork_run(struct serve *srv);
 int serve_event_run(struct serve *srv);
 
 /* Shared by the models (server.c). */
+/*
+ * Watch the listener; on each wake-up accept in a batch until the kernel
+ * has no more callers or the limit is reached, handing each to take.
+ * Runs the loop until the server stops.
+ */
+int serve_accept_loop(struct serve *srv, serve_take_fn take);
+
 int serve_accept_one(struct serve *srv, struct pbx_addr *remote);
 void serve_pause_accept(struct serve *srv, bool pause);
 void serve_trace(void *arg, const char *line);

@@ -82,10 +82,57 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 }
 
 static void
+on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct serve *srv = w->data;
+	struct pbx_addr remote;
+
+	(void)loop;
+	(void)events;
+	while (srv->live < srv->limit) {
+		int fd = serve_accept_one(srv, &remote);
+		if (fd < 0)
+			break;
+		srv->take(srv, fd, &remote);
+	}
+}
+
+
+int
+serve_accept_loop(struct serve *srv, serve_take_fn take)
+{
+	srv->take = take;
+	srv->listen_io.cb = on_listener;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+	return pbx_loop_run(srv->loop);
+}
+
+static void
 on_stop_signal(struct pbx_loop *loop, struct pbx_signal *s)
 {
 	(void)s;
 	pbx_loop_stop(loop);
+}
+
+int
+serve_listen_first(
+    const struct pbx_addr *addrs, int n, const struct pbx_listen_opts *lo)
+{
+	char text[PBX_ADDR_STRLEN];
+	int fd = -EADDRNOTAVAIL;
+
+	for (int i = 0; i < n; i++) {
+		fd = pbx_listen(&addrs[i], lo);
+		/* No IPv6 on this host: "::" falls back to "0.0.0.0". */
+		if (fd == -EAFNOSUPPORT && i + 1 < n)
+			continue;
+		if (fd < 0) {
+			pbx_addr_format(&addrs[i], text, sizeof text);
+			log_error("listen %s: %s", text, pbx_strerror(fd));
+		}
+		break;
+	}
+	return fd;
 }
 
 static int
@@ -97,21 +144,8 @@ listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
 	    .reuseport = srv->ready_fd >= 0, /* one worker among several */
 	    .trace = log_tracing() ? log_trace_cb : NULL,
 	};
-	char text[PBX_ADDR_STRLEN];
-	int fd = -EADDRNOTAVAIL;
 
-	for (int i = 0; i < n; i++) {
-		fd = pbx_listen(&addrs[i], &lo);
-		/* No IPv6 on this host: "::" falls back to "0.0.0.0". */
-		if (fd == -EAFNOSUPPORT && i + 1 < n)
-			continue;
-		if (fd >= 0)
-			return fd;
-		pbx_addr_format(&addrs[i], text, sizeof text);
-		log_error("listen %s: %s", text, pbx_strerror(fd));
-		return fd;
-	}
-	return fd;
+	return serve_listen_first(addrs, n, &lo);
 }
 
 int

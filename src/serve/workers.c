@@ -183,21 +183,11 @@ static int
 hold_address(struct supervisor *sv, const struct pbx_addr *addrs, int n)
 {
 	struct pbx_listen_opts lo = {.reuseport = true, .bind_only = true};
-	char text[PBX_ADDR_STRLEN];
-	int fd = -EADDRNOTAVAIL;
+	int fd = serve_listen_first(addrs, n, &lo);
 
-	for (int i = 0; i < n; i++) {
-		fd = pbx_listen(&addrs[i], &lo);
-		if (fd == -EAFNOSUPPORT && i + 1 < n)
-			continue;
-		if (fd < 0) {
-			pbx_addr_format(&addrs[i], text, sizeof text);
-			log_error("listen %s: %s", text, pbx_strerror(fd));
-		}
-		break;
-	}
 	if (fd < 0)
 		return fd;
+
 	sv->hold_fd = fd;
 	return pbx_addr_local(fd, &sv->addr);
 }
