@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h> /* isfinite */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,9 +64,10 @@ args_hostport(
 	return false;
 }
 
-int
-args_bad_option(const char *cmd, int c, char *const *argv)
+static int
+bad_option(const char *cmd, int c, char *const *argv)
 {
+
 	const char *opt = argv[optind - 1];
 
 	if (c == ':')
@@ -77,4 +79,26 @@ args_bad_option(const char *cmd, int c, char *const *argv)
 	else
 		log_error("unknown option '%s' (see pbx %s --help)", opt, cmd);
 	return EXIT_USAGE;
+}
+
+int
+args_parse(const struct args_cmd *cmd, int end, char **argv, void *ctx)
+{
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(
+		    end, argv, cmd->shortopts, cmd->longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(cmd->usage, stdout);
+			return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+		}
+		if (c == '?' || c == ':')
+			return bad_option(cmd->name, c, argv);
+		int r = cmd->apply(ctx, c, optarg);
+		if (r != 0)
+			return r;
+	}
+	return ARGS_GO_ON;
 }

@@ -5,6 +5,7 @@
 
 #include "pbx.h"
 
+#include <getopt.h>
 #include <stdbool.h>
 
 enum {
@@ -27,10 +28,23 @@ bool args_seconds(const char *text, double max, int *ms);
 bool args_hostport(
     const char *what, const char *text, int flags, struct pbx_hostport *out);
 
+/* A subcommand's options, for args_parse. */
+struct args_cmd {
+	const char *name;  /* "serve": in messages and the --help hint */
+	const char *usage; /* printed by -h/--help */
+	const char *shortopts;
+	const struct option *longopts;
+	/* Apply one option; returns 0 or an exit status (EXIT_USAGE). */
+	int (*apply)(void *ctx, int c, const char *arg);
+};
+
+#define ARGS_GO_ON (-1)
+
 /*
- * Report what getopt_long did not like (c is '?' or ':') and return
- * EXIT_USAGE. cmd names the subcommand for the --help hint.
+ * Parse the options among argv[1..end) in any order with the other words,
+ * which follow from optind on. Returns ARGS_GO_ON, or the exit status to
+ * return at once (after --help, or a one-line usage error).
  */
-int args_bad_option(const char *cmd, int c, char *const *argv);
+int args_parse(const struct args_cmd *cmd, int end, char **argv, void *ctx);
 
 #endif /* ARGS_H */

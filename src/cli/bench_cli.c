@@ -242,9 +242,16 @@ parse_secs(const char *what, const char *arg, uint64_t *ms_out)
 	return 0;
 }
 
+struct bench_cli {
+	struct bench_opts o;
+	bool duration_set; /* -d given: with -n, both bound the run */
+};
+
 static int
-parse_option(struct bench_opts *o, int c, const char *arg)
+parse_option(void *ctx, int c, const char *arg)
 {
+	struct bench_cli *cli = ctx;
+	struct bench_opts *o = &cli->o;
 	uint64_t v = 0;
 	char *buf = NULL;
 	int r;
@@ -255,7 +262,9 @@ parse_option(struct bench_opts *o, int c, const char *arg)
 		o->conns = (unsigned)v;
 		return r;
 	case 'd':
+		cli->duration_set = true;
 		return parse_secs("duration", arg, &o->duration_ms);
+
 	case 'n':
 		return parse_count("total", arg, 1, 1000000000000ul, &o->total);
 	case OPT_WARMUP:
@@ -345,53 +354,50 @@ raise_fd_limit(void)
 	}
 }
 
-int
-cli_bench(int argc, char **argv)
+/* After the options: ADDRESS, then the run and its report. */
+static int
+bench_main(struct bench_cli *cli, int argc, char **argv)
 {
-	struct bench_opts o = {.conns = 50,
-	    .duration_ms = 10000,
-	    .rounds = 1,
-	    .timeout_ms = 10000};
+	struct bench_opts *o = &cli->o;
 	struct bench_stats st;
-	bool duration_set = false;
-	int c, r = 0;
 
-	log_init("bench", LOG_NORMAL, false);
-	optind = 1;
-	opterr = 0;
-	while (r == 0 && (c = getopt_long(argc, argv, ":c:d:n:h", bench_options,
-			      NULL)) != -1) {
-		if (c == 'h')
-			return cli_help(bench_usage);
-		if (c == '?' || c == ':')
-			return args_bad_option("bench", c, argv);
-		duration_set |= c == 'd';
-		r = parse_option(&o, c, optarg);
-	}
-	if (r == 0 && optind != argc - 1) {
+	if (optind != argc - 1) {
 		log_error(optind >= argc
 			      ? "missing ADDRESS (see pbx bench --help)"
 			      : "one ADDRESS only (see pbx bench --help)");
-		r = EXIT_USAGE;
+		return EXIT_USAGE;
 	}
+	int r = resolve_target(o, argv[optind]);
 	if (r == 0)
-		r = resolve_target(&o, argv[optind]);
-	if (r == 0)
-		r = check_combination(&o, duration_set);
-	if (r == 0) {
-		raise_fd_limit();
-		o.progress = !o.json && isatty(STDERR_FILENO);
-		int e = bench_run(&o, &st);
-		if (e < 0) {
-			log_error("run: %s", pbx_strerror(e));
-			r = EXIT_RUNTIME;
-		} else {
-			bench_report(&o, &st);
-			r = (st.calls > 0 || st.held > 0) ? EXIT_OK
-							  : EXIT_RUNTIME;
-		}
+		r = check_combination(o, cli->duration_set);
+	if (r != 0)
+		return r;
+	raise_fd_limit();
+	o->progress = !o->json && isatty(STDERR_FILENO);
+	int e = bench_run(o, &st);
+	if (e < 0) {
+		log_error("run: %s", pbx_strerror(e));
+		return EXIT_RUNTIME;
 	}
-	free(o.send);
-	free((char *)(uintptr_t)o.expect);
+	bench_report(o, &st);
+	return (st.calls > 0 || st.held > 0) ? EXIT_OK : EXIT_RUNTIME;
+}
+
+int
+cli_bench(int argc, char **argv)
+{
+	struct bench_cli cli = {.o = {.conns = 50,
+				    .duration_ms = 10000,
+				    .rounds = 1,
+				    .timeout_ms = 10000}};
+	static const struct args_cmd cmd = {
+	    "bench", bench_usage, ":c:d:n:h", bench_options, parse_option};
+
+	log_init("bench", LOG_NORMAL, false);
+	int r = args_parse(&cmd, argc, argv, &cli);
+	if (r == ARGS_GO_ON)
+		r = bench_main(&cli, argc, argv);
+	free(cli.o.send);
+	free((char *)(uintptr_t)cli.o.expect);
 	return r;
 }

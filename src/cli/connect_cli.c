@@ -51,8 +51,10 @@ struct connect_cli {
 };
 
 static int
-parse_option(struct connect_cli *cli, int c, const char *arg)
+parse_option(void *ctx, int c, const char *arg)
 {
+	struct connect_cli *cli = ctx;
+
 	switch (c) {
 	case 's':
 		if (!args_hostport(
@@ -103,22 +105,14 @@ int
 cli_connect(int argc, char **argv)
 {
 	struct connect_cli cli = {.level = LOG_NORMAL};
-	int c, r;
+	static const struct args_cmd cmd = {"connect", connect_usage,
+	    ":s:t:vqh", connect_options, parse_option};
 
 	log_init("connect", LOG_NORMAL, false);
 	int dash = cli_find_dashes(argc, argv);
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(
-		    dash, argv, ":s:t:vqh", connect_options, NULL)) != -1) {
-		if (c == 'h')
-			return cli_help(connect_usage);
-		if (c == '?' || c == ':')
-			return args_bad_option("connect", c, argv);
-		r = parse_option(&cli, c, optarg);
-		if (r != 0)
-			return r;
-	}
+	int r = args_parse(&cmd, dash, argv, &cli);
+	if (r != ARGS_GO_ON)
+		return r;
 	if (optind >= dash) {
 		log_error("missing ADDRESS (see pbx connect --help)");
 		return EXIT_USAGE;

@@ -65,8 +65,9 @@ struct serve_cli {
 };
 
 static int
-parse_option(struct serve_cli *cli, int c, const char *arg)
+parse_option(void *ctx, int c, const char *arg)
 {
+	struct serve_cli *cli = ctx;
 	unsigned long n;
 
 	switch (c) {
@@ -178,23 +179,16 @@ cli_serve(int argc, char **argv)
 	    .o = {.model = SERVE_EVENT, .max_conns = 100, .backlog = 4096},
 	    .level = LOG_NORMAL,
 	};
-	int c, r;
+	static const struct args_cmd cmd = {
+	    "serve", serve_usage, ":m:c:b:w:vqh", serve_options, parse_option};
 
 	log_init("serve", LOG_NORMAL, false);
 	int dash = cli_find_dashes(argc, argv);
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(
-		    dash, argv, ":m:c:b:w:vqh", serve_options, NULL)) != -1) {
-		if (c == 'h')
-			return cli_help(serve_usage);
-		if (c == '?' || c == ':')
-			return args_bad_option("serve", c, argv);
-		r = parse_option(&cli, c, optarg);
-		if (r != 0)
-			return r;
-	}
+	int r = args_parse(&cmd, dash, argv, &cli);
+	if (r != ARGS_GO_ON)
+		return r;
 	if (optind >= dash) {
+
 		log_error("missing ADDRESS (see pbx serve --help)");
 		return EXIT_USAGE;
 	}

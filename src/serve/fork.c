@@ -120,7 +120,6 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 			srv->live++;
 		serve_pause_accept(srv, srv->live >= srv->limit);
 		log_accept(fd, remote, pid);
-
 	}
 	/* The paper's c.close() in the parent: the child has its own copy. */
 	log_trace("close(%d)", fd);

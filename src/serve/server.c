@@ -97,7 +97,6 @@ on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	}
 }
 
-
 int
 serve_accept_loop(struct serve *srv, serve_take_fn take)
 {
