@@ -148,13 +148,14 @@ build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
 }
 
 static int
-build_attr(posix_spawnattr_t *attr)
+build_attr(posix_spawnattr_t *attr, const sigset_t *sigdefault)
 {
 	sigset_t all, none;
 
 	sigfillset(&all);
 	sigemptyset(&none);
-	int r = posix_spawnattr_setsigdefault(attr, &all);
+	int r = posix_spawnattr_setsigdefault(
+	    attr, sigdefault != NULL ? sigdefault : &all);
 	if (r == 0)
 		r = posix_spawnattr_setsigmask(attr, &none);
 	if (r == 0)
@@ -182,7 +183,7 @@ pbx_spawn(const struct pbx_spawn_opts *o)
 		goto out_destroy_fa;
 	r = build_actions(&fa, sock, rfd, wfd);
 	if (r == 0)
-		r = build_attr(&attr);
+		r = build_attr(&attr, o->sigdefault);
 	char *const *argv = (char *const *)(uintptr_t)o->argv;
 	char *const *envp = o->envp != NULL ? o->envp : environ;
 	if (r == 0 && o->path != NULL)
@@ -248,16 +249,32 @@ pbx_find_program(const char *name, char *out, size_t size)
 
 /* Default dispositions for every signal, as a fresh process would have. */
 static void
-reset_signals(void)
+reset_signals(const sigset_t *which)
 {
 	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t none;
 
+	/* Fails harmlessly for 9, 19 and glibc's own 32 and 33. */
 	for (int sig = 1; sig < NSIG; sig++)
-		sigaction(
-		    sig, &dfl, NULL); /* fails harmlessly for 9, 19, 32, 33 */
+		if (which == NULL || sigismember(which, sig) == 1)
+			sigaction(sig, &dfl, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int
+pbx_signals_ignored(sigset_t *out)
+{
+	struct sigaction sa;
+
+	sigemptyset(out);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sigaction(sig, NULL, &sa) < 0)
+			continue; /* glibc reserves 32 and 33 */
+		if (sa.sa_handler == SIG_IGN)
+			sigaddset(out, sig);
+	}
+	return 0;
 }
 
 int
@@ -273,7 +290,8 @@ pbx_exec(const struct pbx_spawn_opts *o)
 	if (rfd > 3)
 		close_range(3, (unsigned)rfd - 1, 0);
 	close_range((unsigned)first_closed(wfd), ~0U, 0);
-	reset_signals();
+	reset_signals(o->sigdefault);
+
 	char *const *argv = (char *const *)(uintptr_t)o->argv;
 	char *const *envp = o->envp != NULL ? o->envp : environ;
 	if (o->path != NULL)

@@ -77,13 +77,16 @@ struct serve {
 	struct pbx_addr local;
 	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
-	bool starved;      /* accept ran out of fds (or memory) */
-	unsigned limit;    /* stop accepting at this many */
-	bool in_child;     /* a fork-model child: exec may replace us */
+	bool starved;      /* out of fds (or memory) until accept says EAGAIN */
+
+	unsigned limit; /* stop accepting at this many */
+	bool in_child;  /* a fork-model child: exec may replace us */
 	struct pbx_signal sig_term, sig_int, sig_chld;
 	struct pbx_env env; /* exec: the UCSPI environment, built once */
 	char *program;      /* owned: exec: the program's path, found once */
-	char *scratch;      /* owned: read buffer shared by handlers */
+	sigset_t ignored;   /* exec: what a program must not inherit */
+
+	char *scratch; /* owned: read buffer shared by handlers */
 	size_t scratch_size;
 	struct serve_conn *pool;      /* free connection records */
 	struct serve_conn *conns;     /* connections in progress */

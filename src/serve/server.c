@@ -59,7 +59,7 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 	int fd = pbx_accept(srv->listen_fd, remote, PBX_ACCEPT_NONBLOCK);
 	if (fd >= 0) {
 		srv->accepted++;
-		srv->starved = false;
+
 		if (log_tracing()) {
 			pbx_addr_format(remote, text, sizeof text);
 			log_trace("accept(%d) = %d from %s", srv->listen_fd, fd,
@@ -74,8 +74,13 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 	case -ENOMEM:
 		back_off(srv, fd);
 		break;
+	case -EAGAIN:
+		/* Caught up with every caller: an out-of-fds episode is over.
+		 */
+		srv->starved = false;
+		break;
 	default:
-		/* EAGAIN, or a caller who left before we answered. */
+		/* A caller who left before we answered, or the like. */
 		break;
 	}
 	return fd;
@@ -188,6 +193,8 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 		return -ENOMEM;
 	if (o->handler != &serve_exec)
 		return 0;
+	pbx_signals_ignored(&srv->ignored); /* SIGPIPE, and any inherited */
+
 	/* Search PATH once; if the program is not there yet, each caller's
 	 * spawn searches again (and reports it missing). */
 	srv->program = malloc(PATH_MAX);

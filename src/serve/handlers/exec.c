@@ -29,6 +29,8 @@ exec_start(struct serve_conn *c)
 	    .envp = srv->env.envp,
 	    .sock_fd = conn_fd(c),
 	    .layout = PBX_FDS_SERVER,
+	    .sigdefault = &srv->ignored,
+
 	};
 
 	pbx_env_set_tcp(&srv->env, conn_local(c), &c->remote);
