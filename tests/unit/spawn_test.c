@@ -623,7 +623,8 @@ test_spawn_find_program(void)
 	/* A name with a slash is taken as it is. */
 	CHECK_EQ(pbx_find_program("/bin/sh", path, sizeof path), 0);
 	CHECK_STR(path, "/bin/sh");
-	CHECK_EQ(pbx_find_program("/nonexistent/sh", path, sizeof path), -ENOENT);
+	CHECK_EQ(
+	    pbx_find_program("/nonexistent/sh", path, sizeof path), -ENOENT);
 	CHECK_EQ(pbx_find_program("/bin/sh", path, 4), -ENAMETOOLONG);
 	/* PATH is searched in order; a non-executable match is EACCES. */
 	char newpath[600];
@@ -644,7 +645,44 @@ test_spawn_find_program(void)
 	rmdir(dir);
 }
 
-CHECK_MAIN(TEST(test_spawn_find_program), TEST(test_spawn_env_init_filters_stale),
+static void
+test_spawn_signals_ignored(void)
+{
+	struct sigaction ign = {.sa_handler = SIG_IGN},
+			 dfl = {.sa_handler = SIG_DFL};
+	sigset_t set;
+
+	REQUIRE(sigaction(SIGUSR2, &ign, NULL) == 0);
+	REQUIRE(sigaction(SIGHUP, &dfl, NULL) == 0);
+	CHECK_EQ(pbx_signals_ignored(&set), 0);
+	CHECK_EQ(sigismember(&set, SIGUSR2), 1);
+	CHECK_EQ(sigismember(&set, SIGHUP), 0);
+	CHECK_EQ(sigismember(&set, SIGTERM), 0);
+	/* A program started with that set gets SIGUSR2 back at default. */
+	int sv[2];
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	const char *argv[] = {
+	    "/bin/sh", "-c", "grep SigIgn /proc/self/status", NULL};
+	struct pbx_spawn_opts o = {.argv = argv,
+	    .sock_fd = sv[1],
+	    .layout = PBX_FDS_SERVER,
+	    .sigdefault = &set};
+	pid_t pid = pbx_spawn(&o);
+	REQUIRE(pid > 0);
+	close(sv[1]);
+	char buf[128] = {0};
+	ssize_t n = pbx_read_all(sv[0], buf, sizeof buf - 1, 5000);
+	CHECK(n > 0);
+	unsigned long long mask = 0;
+	CHECK(sscanf(buf, "SigIgn: %llx", &mask) == 1);
+	CHECK_EQ(mask & (1ull << (SIGUSR2 - 1)), 0);
+	int st;
+	CHECK_EQ(waitpid(pid, &st, 0), pid);
+	close(sv[0]);
+}
+
+CHECK_MAIN(TEST(test_spawn_signals_ignored), TEST(test_spawn_find_program),
+    TEST(test_spawn_env_init_filters_stale),
     TEST(test_spawn_env_init_empty_base), TEST(test_spawn_env_set_tcp_values),
     TEST(test_spawn_server_layout), TEST(test_spawn_closes_inherited_fds),
     TEST(test_spawn_client_layout), TEST(test_spawn_path_search_and_environ),
