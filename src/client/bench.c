@@ -468,6 +468,9 @@ on_end(struct pbx_loop *loop, struct pbx_timer *t)
 		struct slot *s = &b->slots[i];
 		if (s->state == SLOT_HOLDING)
 			b->st->held++;
+		else if (s->state != SLOT_IDLE && s->state != SLOT_WAITING)
+			b->st->cut_off++;
+
 		if (s->state != SLOT_IDLE && s->state != SLOT_WAITING)
 			slot_close(s, true);
 		pbx_timer_stop(loop, &s->timer);

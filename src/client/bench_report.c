@@ -73,8 +73,10 @@ report_json(const struct bench_opts *o, const struct bench_stats *s)
 	for (int i = 0; i < BENCH_ERR_COUNT; i++)
 		printf("%s\"%s\": %llu", i ? ", " : "", bench_error_names[i],
 		    (unsigned long long)s->errors[i]);
-	printf(
-	    "}, \"errors_total\": %llu", (unsigned long long)errors_total(s));
+	printf("}, \"errors_total\": %llu, \"cut_off\": %llu",
+	    (unsigned long long)errors_total(s),
+	    (unsigned long long)s->cut_off);
+
 	if (o->hold)
 		printf(", \"held\": %llu, \"dropped\": %llu",
 		    (unsigned long long)s->held,

@@ -240,3 +240,19 @@ def test_bench_progress_on_terminal(t):
     check(text.rstrip(" ").endswith("\n"), f"progress does not end its line: {text[-40:]!r}")
     check(out.startswith(b"pbx bench "), f"report on stdout: {out[:60]!r}")
     srv.stop()
+
+
+@test(timeout=30)
+def test_bench_duration_counts(t):
+    # A timed run ends with calls in flight: they are reported as cut_off,
+    # and the server's count lies between the two.
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    rep = bench(t, ["-d", "1", "-c", "20", f"127.0.0.1:{srv.port}"])
+    srv.stop()
+    check(0.9 < rep["seconds"] < 1.5, f"measured {rep['seconds']} s for -d 1")
+    check(rep["connections"] > 100, f"only {rep['connections']} calls in 1 s")
+    check(0 <= rep["cut_off"] <= 20, f"cut_off {rep['cut_off']} with -c 20")
+    check(rep["connections"] <= srv.served <= rep["connections"] + rep["cut_off"],
+          f"server counted {srv.served}; bench {rep['connections']} done + "
+          f"{rep['cut_off']} cut off")
+    only_errors(rep, "refused", 0)
