@@ -17,6 +17,10 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
            -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef -Wvla \
            -Wimplicit-fallthrough -Werror
 CFLAGS  ?= -O2 -g
+# Full RELRO: symbols are bound at start, so a forked child does not pay
+# for lazy binding (and the GOT is read-only).
+LDFLAGS ?= -Wl,-z,relro,-z,now
+
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -Iinclude $(WARN) $(CFLAGS) -MMD -MP
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
            -fno-omit-frame-pointer
@@ -51,7 +55,7 @@ $(BUILD)/libpbx.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/pbx: $(PBX_OBJ) $(BUILD)/libpbx.a
-	$(CC) $(CFLAGS) -o $@ $(PBX_OBJ) $(BUILD)/libpbx.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(PBX_OBJ) $(BUILD)/libpbx.a
 
 $(BUILD)/asan/libpbx.a: $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
