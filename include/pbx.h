@@ -359,6 +359,15 @@ int pbx_io_start(struct pbx_loop *loop, struct pbx_io *w, unsigned events);
 void pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w);
 
 /*
+ * Stop watching w without telling epoll, for a caller about to close
+ * w->fd: closing the last descriptor of a socket removes it from epoll,
+ * so this saves a syscall per connection. Only when no other descriptor
+ * (dup, fork, a spawned program) refers to the same socket.
+ */
+void pbx_io_forget(struct pbx_loop *loop, struct pbx_io *w);
+
+
+/*
  * Call t->cb once, ms milliseconds from now (restarts a running timer).
  * Returns 0 or -ENOMEM.
  */

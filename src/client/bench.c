@@ -118,8 +118,10 @@ slot_close(struct slot *s, bool reset)
 {
 	struct bench *b = s->b;
 
-	pbx_io_stop(b->loop, &s->io);
+	/* The slot holds the only descriptor: closing it leaves epoll too. */
+	pbx_io_forget(b->loop, &s->io);
 	pbx_timer_stop(b->loop, &s->timer);
+
 	if (reset)
 		pbx_close_reset(s->io.fd);
 	else

@@ -124,7 +124,16 @@ pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w)
 	if (w->events == 0)
 		return;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	pbx_io_forget(loop, w);
+}
+
+void
+pbx_io_forget(struct pbx_loop *loop, struct pbx_io *w)
+{
+	if (w->events == 0)
+		return;
 	w->events = 0;
+
 	loop->active--;
 	/* An event for w later in this batch must not reach freed memory. */
 	for (int i = loop->cur + 1; i < loop->nready; i++)

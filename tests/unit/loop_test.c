@@ -764,8 +764,8 @@ test_loop_signal_keeps_running(void)
 	alarm(3); /* a run that never returns fails here, not in 20 s */
 	struct pbx_loop *loop;
 	REQUIRE(pbx_loop_new(&loop) == 0);
-	struct sig_rec r = {.s = {.signo = SIGUSR2, .cb = sig_cb},
-	    .stop_self = true};
+	struct sig_rec r = {
+	    .s = {.signo = SIGUSR2, .cb = sig_cb}, .stop_self = true};
 	struct pbx_timer t = {.cb = raise_usr2};
 	CHECK_EQ(pbx_signal_start(loop, &r.s), 0);
 	CHECK_EQ(pbx_timer_start(loop, &t, 50), 0);
@@ -1053,7 +1053,48 @@ test_loop_free_in_forked_child(void)
 	close(sv[1]);
 }
 
-CHECK_MAIN(TEST(test_loop_run_returns_when_idle), TEST(test_loop_io_readable),
+static void
+count_stop_cb(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	(void)events;
+	(*(int *)w->data)++;
+	pbx_io_stop(loop, w);
+}
+
+/* Forget, close, and the fd number comes back: no stale registration. */
+static void
+test_loop_io_forget_then_reuse_fd(void)
+{
+	struct pbx_loop *loop;
+	int a[2], b[2], calls_a = 0, calls_b = 0;
+
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) == 0);
+	struct pbx_io wa = {.fd = a[0], .cb = count_stop_cb, .data = &calls_a};
+	CHECK_EQ(pbx_io_start(loop, &wa, PBX_READABLE), 0);
+	pbx_io_forget(loop, &wa);
+	CHECK_EQ(wa.events, 0);
+	int old = a[0];
+	close(a[0]);
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b) == 0);
+	int reused = b[0] == old ? b[0] : b[1];
+	CHECK_EQ(reused, old);
+	struct pbx_io wb = {.fd = reused, .cb = count_stop_cb, .data = &calls_b};
+	CHECK_EQ(pbx_io_start(loop, &wb, PBX_READABLE), 0);
+	int peer = reused == b[0] ? b[1] : b[0];
+	CHECK_EQ(write(peer, "x", 1), 1);
+
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(calls_a, 0);
+	CHECK_EQ(calls_b, 1);
+	close(a[1]);
+	close(b[0]);
+	close(b[1]);
+	pbx_loop_free(loop);
+}
+
+CHECK_MAIN(TEST(test_loop_io_forget_then_reuse_fd),
+    TEST(test_loop_run_returns_when_idle), TEST(test_loop_io_readable),
     TEST(test_loop_io_writable), TEST(test_loop_io_change_set),
     TEST(test_loop_io_hangup), TEST(test_loop_io_stop_and_free_in_own_callback),
     TEST(test_loop_io_stop_other_pending),
