@@ -189,7 +189,9 @@ enum {
  * Connect to the first of addrs[0..n) that answers, in order. With a
  * source, only addresses of the source's family are tried (an IPv4 source
  * and an IPv6 target cannot meet). Built on a non-blocking connect and
- * poll, so the timeout is exact. Returns a blocking, connected fd, or the
+ * poll, so the timeout is exact. Returns a blocking, connected fd that the
+ * caller owns, or the
+
  * error of the last attempt (-ETIMEDOUT when the timeout expired,
  * -EAFNOSUPPORT when no address matched the source's family).
  */
@@ -212,8 +214,9 @@ enum {
 
 /*
  * Accept one connection; the caller's address goes to *remote (may be
- * NULL). Returns the new fd (close-on-exec) or -errno; -EAGAIN on a
- * non-blocking listener with nothing pending. EINTR is retried.
+ * NULL). Returns the new fd (close-on-exec; the caller owns it) or -errno;
+ * -EAGAIN on a non-blocking listener with nothing pending. EINTR is
+ * retried.
  */
 int pbx_accept(int listen_fd, struct pbx_addr *remote, int flags);
 
@@ -257,6 +260,9 @@ int pbx_shutdown_write(int fd);
  *   even if in_fd is still open (unless PBX_RELAY_WAIT_LOCAL is set);
  * - out_fd gone (EPIPE): the relay ends.
  * Every byte read is written before the relay ends. Blocks the caller.
+ * The socket is left non-blocking and open (the caller closes it). A
+ * pipe on out_fd raises SIGPIPE when its reader goes: ignore SIGPIPE to
+ * get EPIPE instead.
  * Returns 0, or the first error (-errno) with *where set to which side
  * failed (0 = local, 1 = socket) when where is not NULL.
  */
@@ -265,8 +271,9 @@ struct pbx_relay_stats {
 	uint64_t from_socket; /* bytes from the socket to out_fd */
 };
 enum {
-	PBX_RELAY_WAIT_LOCAL = 1
-			       << 0, /* after the socket's end, finish in_fd */
+	/* After the socket's end, go on reading in_fd to its end. */
+	PBX_RELAY_WAIT_LOCAL = 1 << 0,
+
 };
 int pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
     struct pbx_relay_stats *stats, int *where);
@@ -305,7 +312,9 @@ typedef void (*pbx_timer_cb)(struct pbx_loop *loop, struct pbx_timer *t);
 struct pbx_timer {
 	uint64_t due_ms; /* read-only: monotonic deadline */
 	size_t slot;     /* private: heap position + 1, 0 when stopped */
+	unsigned pass;   /* private: the timer pass it was started in */
 	pbx_timer_cb cb;
+
 	void *data;
 };
 
@@ -366,7 +375,6 @@ void pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w);
  */
 void pbx_io_forget(struct pbx_loop *loop, struct pbx_io *w);
 
-
 /*
  * Call t->cb once, ms milliseconds from now (restarts a running timer).
  * Returns 0 or -ENOMEM.
@@ -401,7 +409,8 @@ void pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c);
  * no allocation happens per connection.
  */
 struct pbx_env {
-	char **envp;  /* owned: NULL-terminated, what exec receives */
+	char **envp;  /* owned array (NULL-terminated); the entries taken
+			 from base stay borrowed: a later setenv may free them */
 	char *slots;  /* owned: storage for the five variables */
 	size_t count; /* entries in envp before the terminating NULL */
 };

@@ -335,7 +335,16 @@ check_combination(struct bench_opts *o, bool duration_set)
 	}
 	if (o->total != 0 && !duration_set)
 		o->duration_ms = 0;
+	for (size_t i = 0; i < o->nsources; i++) {
+		if (pbx_addr_family(&o->sources[i]) !=
+		    pbx_addr_family(&o->target)) {
+			log_error(
+			    "--source and ADDRESS must both be IPv4 or both IPv6");
+			return EXIT_USAGE;
+		}
+	}
 	if (o->hold && o->total != 0) {
+
 		log_error("--hold runs for --duration; it takes no --total");
 		return EXIT_USAGE;
 	}
@@ -379,6 +388,11 @@ bench_main(struct bench_cli *cli, int argc, char **argv)
 		log_error("run: %s", pbx_strerror(e));
 		return EXIT_RUNTIME;
 	}
+	if (st.fatal < 0) {
+		log_error("dial %s: %s", o->address, pbx_strerror(st.fatal));
+		return EXIT_RUNTIME;
+	}
+
 	bench_report(o, &st);
 	return (st.calls > 0 || st.held > 0) ? EXIT_OK : EXIT_RUNTIME;
 }

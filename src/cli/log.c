@@ -70,7 +70,18 @@ log_error(const char *fmt, ...)
 }
 
 void
+log_ready(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit("pbx: ", fmt, ap);
+	va_end(ap);
+}
+
+void
 log_notice(const char *fmt, ...)
+
 {
 	va_list ap;
 

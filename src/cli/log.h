@@ -23,7 +23,10 @@ bool log_tracing(void);
 
 /* "pbx: CMD: ..." whatever the level. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* "pbx: ..." at LOG_NORMAL and above (listening line, notices). */
+/* "pbx: ..." at every level: the readiness line scripts wait for. */
+void log_ready(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "pbx: ..." at LOG_NORMAL and above (notices such as the served count). */
+
 void log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "pbx: ..." at LOG_VERBOSE (accept, end, connected). */
 void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -37,7 +37,9 @@ static const char serve_usage[] =
     "                       accepting on its own SO_REUSEPORT socket; a\n"
     "                       supervisor restarts any that dies\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
-    "  -q, --quiet          errors only\n"
+    "  -q, --quiet          errors only (and the listening line, which says\n"
+    "                       the server is ready)\n"
+
     "      --trace          narrate every socket call as it happens\n"
     "  -h, --help           this text\n"
     "\n"

@@ -381,6 +381,14 @@ on_slot_timer(struct pbx_loop *loop, struct pbx_timer *t)
 	slot_fail(s, -ETIMEDOUT, BENCH_ERR_TIMEOUT);
 }
 
+/* An error no retry can mend: the run stops and says why. */
+static bool
+permanent(int err)
+{
+	return err == -EINVAL || err == -EACCES || err == -EPERM ||
+	       err == -EAFNOSUPPORT || err == -EPROTONOSUPPORT;
+}
+
 /* Could not even start: count it and try again shortly, never in a spin. */
 static void
 start_failed(struct slot *s, int err)
@@ -388,6 +396,12 @@ start_failed(struct slot *s, int err)
 	struct bench *b = s->b;
 	enum bench_error kind = classify(err);
 
+	if (permanent(err)) {
+		b->st->fatal = err;
+		b->stopping = true;
+		pbx_loop_stop(b->loop);
+		return;
+	}
 	if (b->measuring)
 		b->st->errors[kind]++;
 	s->state = SLOT_WAITING;
@@ -414,22 +428,27 @@ slot_start(struct slot *s)
 		start_failed(s, fd);
 		return;
 	}
-	b->active++;
 	s->io = (struct pbx_io){.fd = fd, .cb = on_io, .data = s};
-	if (o->timeout_ms > 0)
-		pbx_timer_start(b->loop, &s->timer, (uint64_t)o->timeout_ms);
 	/*
 	 * With nothing to send, the reply itself proves the connect worked
 	 * (a refusal shows up as an error on read): one epoll_ctl per call.
 	 */
-	if (o->send_len == 0 && !o->hold) {
-		s->received = 0;
-		s->mismatch = false;
-		begin_receive(s);
+	bool reply_only = o->send_len == 0 && !o->hold;
+	int r = pbx_io_start(b->loop, &s->io,
+	    reply_only ? PBX_READABLE | PBX_PEER_CLOSED : PBX_WRITABLE);
+	if (r < 0) {
+		/* Through the retry timer: failing here again must not recurse.
+		 */
+		close(fd);
+		start_failed(s, r);
 		return;
 	}
-	s->state = SLOT_CONNECTING;
-	want(s, PBX_WRITABLE);
+	b->active++;
+	if (o->timeout_ms > 0)
+		pbx_timer_start(b->loop, &s->timer, (uint64_t)o->timeout_ms);
+	s->received = 0;
+	s->mismatch = false;
+	s->state = reply_only ? SLOT_RECEIVING : SLOT_CONNECTING;
 }
 
 static void

@@ -60,8 +60,10 @@ struct bench_stats {
 	uint64_t rounds; /* replies completed (== calls with one round) */
 	uint64_t bytes_in, bytes_out;
 	uint64_t errors[BENCH_ERR_COUNT];
-	uint64_t held, dropped;   /* --hold: standing at the end, lost */
-	uint64_t cut_off;         /* calls in flight when the time was up */
+	uint64_t held, dropped; /* --hold: standing at the end, lost */
+	uint64_t cut_off;       /* calls in flight when the time was up */
+	int fatal; /* an error that stopped the run (-EACCES, ...), or 0 */
+
 	double seconds;           /* measured time */
 	struct histogram latency; /* microseconds, per round */
 };

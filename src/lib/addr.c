@@ -231,7 +231,7 @@ eai_to_pbx(int eai)
 	case EAI_MEMORY:
 		return -ENOMEM;
 	case EAI_SYSTEM:
-		return -errno;
+		return errno != 0 ? -errno : PBX_EAI_OTHER;
 	default:
 		return PBX_EAI_OTHER;
 	}

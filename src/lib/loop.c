@@ -24,6 +24,7 @@ struct pbx_loop {
 	/* Timers: a binary min-heap on due_ms; t->slot is index + 1. */
 	struct pbx_timer **heap; /* owned array, borrowed timers */
 	size_t nheap, heap_cap;
+	unsigned timer_pass; /* counts run_timers calls */
 
 	/* Signals: one signalfd for every watched signal. */
 	int sigfd;
@@ -216,6 +217,7 @@ pbx_timer_start(struct pbx_loop *loop, struct pbx_timer *t, uint64_t ms)
 		loop->heap_cap = cap;
 	}
 	t->due_ms = loop->now + ms;
+	t->pass = loop->timer_pass;
 	heap_set(loop, loop->nheap++, t);
 	heap_up(loop, loop->nheap - 1);
 	return 0;
@@ -224,9 +226,15 @@ pbx_timer_start(struct pbx_loop *loop, struct pbx_timer *t, uint64_t ms)
 static void
 run_timers(struct pbx_loop *loop)
 {
+	/*
+	 * A timer (re)started by a callback of this pass waits for the next
+	 * one, after epoll has been asked: a 0 ms timer that restarts
+	 * itself must not keep the loop here forever.
+	 */
+	loop->timer_pass++;
 	while (loop->nheap > 0 && !loop->stopping) {
 		struct pbx_timer *t = loop->heap[0];
-		if (t->due_ms > loop->now)
+		if (t->due_ms > loop->now || t->pass == loop->timer_pass)
 			break;
 		pbx_timer_stop(loop, t);
 		t->cb(loop, t);

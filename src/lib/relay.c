@@ -102,14 +102,19 @@ read_socket(struct relay *r)
 	r->stats->from_socket += (uint64_t)n;
 }
 
+/*
+ * Done when the socket has ended and the bytes already read from the
+ * local side have gone out (a peer that half-closed may still read them);
+ * with WAIT_LOCAL, only when the local side has ended too.
+ */
 static bool
 finished(const struct relay *r)
 {
 	bool local_done = r->in_eof && r->up_len == 0;
 
-	if (r->sock_eof)
-		return !(r->flags & PBX_RELAY_WAIT_LOCAL) || local_done;
-	return false;
+	if (!r->sock_eof || r->up_len > 0)
+		return false;
+	return !(r->flags & PBX_RELAY_WAIT_LOCAL) || local_done;
 }
 
 /* After every event: half-close if due, then watch what can move next. */
@@ -130,7 +135,10 @@ update(struct relay *r)
 			return;
 		}
 	}
-	bool want_in = !r->in_eof && r->up_len == 0;
+	/* After the socket's end, local input is read only with WAIT_LOCAL. */
+	bool want_in = !r->in_eof && r->up_len == 0 &&
+		       (!r->sock_eof || (r->flags & PBX_RELAY_WAIT_LOCAL));
+
 	unsigned sock_ev = (r->sock_eof ? 0 : PBX_READABLE) |
 			   (r->up_len > 0 ? PBX_WRITABLE : 0);
 	int e = pbx_io_start(r->loop, &r->sock_io, sock_ev);

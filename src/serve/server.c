@@ -162,21 +162,36 @@ serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max)
 	return n;
 }
 
+/* exec: what every program start needs, prepared once. */
+static int
+prepare_programs(struct serve *srv)
+{
+	const struct serve_opts *o = srv->opts;
+
+	pbx_signals_ignored(&srv->ignored); /* SIGPIPE, and any inherited */
+	/* Search PATH once; if the program is not there yet, each caller's
+	 * spawn searches again (and reports it missing). */
+	srv->program = malloc(PATH_MAX);
+	if (srv->program != NULL &&
+	    pbx_find_program(o->argv[0], srv->program, PATH_MAX) < 0) {
+		free(srv->program);
+		srv->program = NULL;
+	}
+	return pbx_env_init(&srv->env, NULL);
+}
+
 /* Listen and install signal watchers: everything but serving. */
 static int
 serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 {
-	const struct serve_opts *o = srv->opts;
 	int r = pbx_loop_new(&srv->loop);
-	if (r < 0) {
-		log_error("create event loop: %s", pbx_strerror(r));
-		return r;
-	}
+
 	srv->sig_term =
 	    (struct pbx_signal){.signo = SIGTERM, .cb = on_stop_signal};
 	srv->sig_int =
 	    (struct pbx_signal){.signo = SIGINT, .cb = on_stop_signal};
-	r = pbx_signal_start(srv->loop, &srv->sig_term);
+	if (r == 0)
+		r = pbx_signal_start(srv->loop, &srv->sig_term);
 	if (r == 0)
 		r = pbx_signal_start(srv->loop, &srv->sig_int);
 	if (r < 0) {
@@ -189,21 +204,12 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 	pbx_addr_local(srv->listen_fd, &srv->local);
 	srv->scratch_size = SCRATCH_SIZE;
 	srv->scratch = malloc(SCRATCH_SIZE);
-	if (srv->scratch == NULL)
-		return -ENOMEM;
-	if (o->handler != &serve_exec)
-		return 0;
-	pbx_signals_ignored(&srv->ignored); /* SIGPIPE, and any inherited */
-
-	/* Search PATH once; if the program is not there yet, each caller's
-	 * spawn searches again (and reports it missing). */
-	srv->program = malloc(PATH_MAX);
-	if (srv->program != NULL &&
-	    pbx_find_program(o->argv[0], srv->program, PATH_MAX) < 0) {
-		free(srv->program);
-		srv->program = NULL;
-	}
-	return pbx_env_init(&srv->env, NULL);
+	r = srv->scratch == NULL ? -ENOMEM : 0;
+	if (r == 0 && srv->opts->handler == &serve_exec)
+		r = prepare_programs(srv);
+	if (r < 0)
+		log_error("start: %s", pbx_strerror(r));
+	return r;
 }
 
 static void
@@ -252,7 +258,7 @@ announce(struct serve *srv)
 		return;
 	}
 	pbx_addr_format(&srv->local, text, sizeof text);
-	log_notice("listening on %s", text);
+	log_ready("listening on %s", text);
 }
 
 int
@@ -286,7 +292,12 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 int
 serve_run(const struct serve_opts *o)
 {
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	struct pbx_addr addrs[8];
+
+	/* Children must stay waitable: an inherited SIG_IGN would have the
+	 * kernel reap them, and their exit statuses would be lost. */
+	sigaction(SIGCHLD, &dfl, NULL);
 
 	if (o->workers > 0)
 		return serve_workers_run(o);

@@ -174,7 +174,7 @@ on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	if (!sv->announced && sv->ready >= sv->o->workers) {
 		sv->announced = true;
 		pbx_addr_format(&sv->addr, text, sizeof text);
-		log_notice("listening on %s", text);
+		log_ready("listening on %s", text);
 	}
 }
 
@@ -192,21 +192,17 @@ hold_address(struct supervisor *sv, const struct pbx_addr *addrs, int n)
 	return pbx_addr_local(fd, &sv->addr);
 }
 
+/* Signals, the readiness pipe and the restart timer, on a new loop. */
 static int
-supervisor_setup(struct supervisor *sv)
+supervisor_watch(struct supervisor *sv)
 {
-	struct pbx_addr addrs[8];
 	int fds[2];
-	int n = serve_resolve(sv->o, addrs, 8);
+	int r = pbx_loop_new(&sv->loop);
 
-	if (n < 0 || hold_address(sv, addrs, n) < 0)
-		return -1;
-	sv->w = calloc(sv->o->workers, sizeof *sv->w);
-	if (sv->w == NULL || pbx_loop_new(&sv->loop) < 0 ||
-	    pipe2(fds, O_CLOEXEC) < 0) {
-		log_error("start workers: %s", pbx_strerror(-ENOMEM));
-		return -1;
-	}
+	if (r < 0)
+		return r;
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
 	sv->ready_r = fds[0];
 	sv->ready_w = fds[1];
 	sv->sig_term =
@@ -218,11 +214,28 @@ supervisor_setup(struct supervisor *sv)
 	sv->ready_io =
 	    (struct pbx_io){.fd = sv->ready_r, .cb = on_ready, .data = sv};
 	sv->restart = (struct pbx_timer){.cb = on_restart, .data = sv};
-	if (pbx_signal_start(sv->loop, &sv->sig_term) < 0 ||
-	    pbx_signal_start(sv->loop, &sv->sig_int) < 0 ||
-	    pbx_signal_start(sv->loop, &sv->sig_chld) < 0 ||
-	    pbx_io_start(sv->loop, &sv->ready_io, PBX_READABLE) < 0) {
-		log_error("watch signals: %s", pbx_strerror(-errno));
+	r = pbx_signal_start(sv->loop, &sv->sig_term);
+	if (r == 0)
+		r = pbx_signal_start(sv->loop, &sv->sig_int);
+	if (r == 0)
+		r = pbx_signal_start(sv->loop, &sv->sig_chld);
+	if (r == 0)
+		r = pbx_io_start(sv->loop, &sv->ready_io, PBX_READABLE);
+	return r;
+}
+
+static int
+supervisor_setup(struct supervisor *sv)
+{
+	struct pbx_addr addrs[8];
+	int n = serve_resolve(sv->o, addrs, 8);
+
+	if (n < 0 || hold_address(sv, addrs, n) < 0)
+		return -1;
+	sv->w = calloc(sv->o->workers, sizeof *sv->w);
+	int r = sv->w == NULL ? -ENOMEM : supervisor_watch(sv);
+	if (r < 0) {
+		log_error("start workers: %s", pbx_strerror(r));
 		return -1;
 	}
 	return 0;

@@ -202,6 +202,9 @@ def test_bench_usage(t):
         (["-d", "0", "127.0.0.1:1"], "pbx: bench: bad duration '0': expected seconds, "
          "more than 0 and at most 86400"),
         ([":80"], "pbx: bench: bad address ':80': host is missing"),
+        (["--source", "127.0.0.1", "[::1]:80"], "pbx: bench: --source and ADDRESS must "
+         "both be IPv4 or both IPv6"),
+
     ]
     for args, line in cases:
         r = t.run_pbx(["bench"] + args)

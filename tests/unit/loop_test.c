@@ -1079,7 +1079,8 @@ test_loop_io_forget_then_reuse_fd(void)
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b) == 0);
 	int reused = b[0] == old ? b[0] : b[1];
 	CHECK_EQ(reused, old);
-	struct pbx_io wb = {.fd = reused, .cb = count_stop_cb, .data = &calls_b};
+	struct pbx_io wb = {
+	    .fd = reused, .cb = count_stop_cb, .data = &calls_b};
 	CHECK_EQ(pbx_io_start(loop, &wb, PBX_READABLE), 0);
 	int peer = reused == b[0] ? b[1] : b[0];
 	CHECK_EQ(write(peer, "x", 1), 1);
@@ -1093,7 +1094,46 @@ test_loop_io_forget_then_reuse_fd(void)
 	pbx_loop_free(loop);
 }
 
-CHECK_MAIN(TEST(test_loop_io_forget_then_reuse_fd),
+struct spin {
+	struct pbx_timer self, end;
+	int runs;
+};
+
+static void
+restart_self(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct spin *s = t->data;
+	s->runs++;
+	pbx_timer_start(loop, t, 0);
+}
+
+static void
+end_spin(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct spin *s = t->data;
+	pbx_timer_stop(loop, &s->self);
+	pbx_loop_stop(loop);
+}
+
+/* A 0 ms timer that restarts itself lets later timers (and fds) run. */
+static void
+test_loop_timer_zero_restart_no_starvation(void)
+{
+	alarm(3);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct spin s = {.self = {.cb = restart_self, .data = &s},
+	    .end = {.cb = end_spin, .data = &s}};
+	CHECK_EQ(pbx_timer_start(loop, &s.self, 0), 0);
+	CHECK_EQ(pbx_timer_start(loop, &s.end, 30), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK(s.runs > 1);
+	pbx_loop_free(loop);
+}
+
+CHECK_MAIN(TEST(test_loop_timer_zero_restart_no_starvation),
+    TEST(test_loop_io_forget_then_reuse_fd),
+
     TEST(test_loop_run_returns_when_idle), TEST(test_loop_io_readable),
     TEST(test_loop_io_writable), TEST(test_loop_io_change_set),
     TEST(test_loop_io_hangup), TEST(test_loop_io_stop_and_free_in_own_callback),
