@@ -41,13 +41,70 @@ conn_put(struct serve *srv, struct serve_conn *c)
 	srv->pool = c;
 }
 
+#define LINGER_MS 1000
+
+static void drain(struct serve_conn *c);
+
 static void
 on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 {
 	struct serve_conn *c = w->data;
 
 	(void)loop;
-	c->srv->opts->handler->ready(c, events);
+	if (c->draining)
+		drain(c);
+	else
+		c->srv->opts->handler->ready(c, events);
+}
+
+/* Read and drop what the caller still sends, until its end. */
+static void
+drain(struct serve_conn *c)
+{
+	for (;;) {
+		ssize_t n = conn_read(c, c->srv->scratch, c->srv->scratch_size);
+		if (n == -EAGAIN)
+			return;
+		if (n <= 0) {
+			conn_end(c, n == 0 ? 0 : (int)n);
+			return;
+		}
+	}
+}
+
+static void
+on_linger_timeout(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	(void)loop;
+	conn_end(t->data, 0);
+}
+
+void
+conn_finish(struct serve_conn *c)
+{
+	ssize_t n =
+	    pbx_read_some(c->io.fd, c->srv->scratch, c->srv->scratch_size);
+
+	if (n == 0 || n == -EAGAIN) {
+		conn_end(c, 0); /* nothing unread: a plain close is clean */
+		return;
+	}
+	if (n < 0) {
+		conn_end(c, (int)n);
+		return;
+	}
+
+	c->bytes_in += (uint64_t)n;
+	free(c->pending); /* all written: the space becomes the timer */
+	c->draining = true;
+	c->linger = (struct pbx_timer){.cb = on_linger_timeout, .data = c};
+	int r = conn_shutdown_write(c);
+	if (r == 0)
+		r = pbx_timer_start(c->srv->loop, &c->linger, LINGER_MS);
+	if (r == 0)
+		r = pbx_io_start(c->srv->loop, &c->io, PBX_READABLE);
+	if (r < 0)
+		conn_end(c, r);
 }
 
 void
@@ -184,6 +241,8 @@ conn_recycle(struct serve_conn *c)
 		srv->opts->handler->release(c);
 	if (c->program)
 		pbx_child_stop(srv->loop, &c->child); /* it goes on alone */
+	else if (c->draining)
+		pbx_timer_stop(srv->loop, &c->linger);
 	else
 		free(c->pending);
 	conn_put(srv, c);

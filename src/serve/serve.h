@@ -112,13 +112,14 @@ struct serve_conn {
 	union {
 		struct pbx_child child; /* exec: the program, once started */
 		struct {
-			char *
-			    pending; /* owned: bytes the peer has yet to take */
+			char *pending; /* owned: bytes not yet taken */
 			uint32_t pending_off, pending_len;
 		};
+		struct pbx_timer linger; /* draining: how long to wait */
 	};
-	bool program;                 /* child is the member in use */
-	struct serve_conn *next_free; /* in srv->pool */
+	bool program;  /* child is the member in use */
+	bool draining; /* linger is: reading the caller's last bytes */
+	struct serve_conn *next_free;             /* in srv->pool */
 	struct serve_conn *prev_live, *next_live; /* in srv->conns */
 };
 
@@ -188,6 +189,15 @@ const struct pbx_addr *conn_local(struct serve_conn *c);
 int conn_fd(const struct serve_conn *c);
 /* End the connection: log, close, release, recycle. err 0 or -errno. */
 void conn_end(struct serve_conn *c, int err);
+/*
+ * End a connection whose handler has said all it will say but has not
+ * read the caller (hello). Closing a socket with unread input sends a
+ * reset that can destroy the reply in flight, so when the caller has
+ * sent something, pbx half-closes and drains it first (for at most a
+ * second); when not (the common case), it costs one recv and the close.
+ */
+void conn_finish(struct serve_conn *c);
+
 /* Close the server's copy of the socket (the program keeps its own). */
 void conn_close_fd(struct serve_conn *c);
 /* The program now owns the socket: close ours, watch for its exit. */

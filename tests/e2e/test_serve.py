@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import threading
+import time
 
 from harness import (MODELS, Failure, check, children, eq, exchange, fd_list,
                      fill_without_reading, hello, listening_port_of, match,
@@ -506,4 +507,52 @@ def test_many_clients_at_once(t, model):
     for th in ths:
         th.join(20)
     check(not errors, errors[0] if errors else "")
+    srv.stop()
+
+
+@test(params=MODELS)
+def test_hello_to_a_talking_caller(t, model):
+    # A caller that spoke before being answered (an HTTP client, nc with
+    # input) must still get the whole greeting and a clean end, not a
+    # reset: pbx drains what it did not read before closing. The server
+    # is stopped while the callers connect and speak, so every request is
+    # there when it answers. (A caller that speaks only after the greeting
+    # has gone can still meet a reset, as with any server that answers
+    # and closes: see README.)
+    srv = t.serve("127.0.0.1:0", ["hello"], ["-m", model])
+    os.kill(srv.pid, signal.SIGSTOP)
+    calls = []
+    try:
+        for i in range(30):
+            s = t.dial("127.0.0.1", srv.port)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            if i % 2:
+                s.shutdown(socket.SHUT_WR)
+            calls.append((s, s.getsockname()[1]))
+    finally:
+        os.kill(srv.pid, signal.SIGCONT)
+    for i, (s, cport) in enumerate(calls):
+        try:
+            got = recv_all(s, 5, "greeting")
+        except ConnectionResetError:
+            raise Failure(f"call {i}: connection reset instead of a clean end")
+        eq(got, hello("127.0.0.1", cport), f"call {i}: greeting")
+        s.close()  # what a client does at EOF; the server then lets go
+        t.socks.remove(s)
+    srv.stop()
+
+
+
+@test()
+def test_hello_linger_is_bounded(t):
+    # A caller that sends and then neither reads nor closes is let go
+    # after the linger time; the server goes on answering others.
+    srv = t.serve("127.0.0.1:0", ["hello"], ["-c", "1"])
+    s = t.dial("127.0.0.1", srv.port)
+    s.sendall(b"x" * 100)
+    start = time.monotonic()
+    other = t.dial("127.0.0.1", srv.port)
+    eq(recv_all(other, 5, "second greeting")[:19], b"Hello, person from ", "second greeting")
+    check(time.monotonic() - start < 3, "the second caller waited for the first's linger")
+    eq(recv_all(s, 5, "first greeting")[:19], b"Hello, person from ", "first greeting")
     srv.stop()

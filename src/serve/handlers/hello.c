@@ -10,7 +10,9 @@ hello_ready(struct serve_conn *c, unsigned events)
 {
 	(void)events;
 	int r = conn_flush_pending(c);
-	if (r != -EAGAIN)
+	if (r == 0)
+		conn_finish(c);
+	else if (r != -EAGAIN)
 		conn_end(c, r);
 }
 
@@ -23,10 +25,15 @@ hello_start(struct serve_conn *c)
 	pbx_addr_format(&c->remote, addr, sizeof addr);
 	int len = snprintf(line, sizeof line, "Hello, person from %s\n", addr);
 	ssize_t n = conn_write(c, line, (size_t)len);
-	if (n == len || (n < 0 && n != -EAGAIN)) {
-		conn_end(c, n < 0 ? (int)n : 0);
+	if (n == len) {
+		conn_finish(c);
 		return;
 	}
+	if (n < 0 && n != -EAGAIN) {
+		conn_end(c, (int)n);
+		return;
+	}
+
 	size_t sent = n > 0 ? (size_t)n : 0;
 	int r = conn_keep_pending(c, line + sent, (size_t)len - sent);
 	if (r < 0) {
