@@ -76,19 +76,23 @@ child_main(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
 	sigset_t none;
 
-	/* Closes only this process's copies of the epoll fd and signalfd. */
-	pbx_loop_free(srv->loop);
+	if (srv->opts->handler == &serve_exec)
+		serve_exec_become(srv, fd); /* no return */
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	srv->in_child = true;
-	log_tag_child((long)getpid());
+	if (log_tracing())
+		log_tag_child((long)getpid());
 	srv->live = 0;
 	srv->limit = 1;
+	/* Closes only this process's copies of the epoll fd and signalfd. */
+	pbx_loop_free(srv->loop);
 	if (pbx_loop_new(&srv->loop) < 0)
 		_exit(1);
 	serve_conn_begin(srv, fd, remote);
+
 	pbx_loop_run(srv->loop);
 	_exit(0);
 }
@@ -109,6 +113,8 @@ log_accept(int fd, const struct pbx_addr *remote, pid_t pid)
 static void
 fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
+	if (srv->opts->handler == &serve_exec)
+		serve_exec_prepare(srv, fd, remote);
 	pid_t pid = fork();
 	if (pid == 0)
 		child_main(srv, fd, remote);

@@ -47,6 +47,16 @@ extern const struct serve_handler serve_echo;
 extern const struct serve_handler serve_discard;
 extern const struct serve_handler serve_exec;
 
+/*
+ * The exec handler under the fork model, where a child exists only to
+ * become the program: the parent prepares the caller's environment before
+ * fork (prepare), and the child execs at once (become, never returns), so
+ * it touches as few pages as it can before exec replaces it.
+ */
+void serve_exec_prepare(
+    struct serve *srv, int fd, const struct pbx_addr *remote);
+void serve_exec_become(struct serve *srv, int fd);
+
 struct serve_opts {
 	const char *address; /* the ADDRESS argument, as typed */
 	struct pbx_hostport where;

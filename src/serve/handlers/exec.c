@@ -19,27 +19,46 @@ program_exited(struct pbx_loop *loop, struct pbx_child *child, int wstatus)
 	conn_end_program(c, wstatus);
 }
 
+static struct pbx_spawn_opts
+program_opts(const struct serve *srv, int fd)
+{
+	return (struct pbx_spawn_opts){
+	    .argv = srv->opts->argv,
+	    .path = srv->program,
+	    .envp = srv->env.envp,
+	    .sock_fd = fd,
+	    .layout = PBX_FDS_SERVER,
+	    .sigdefault = &srv->ignored,
+	};
+}
+
+void
+serve_exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
+{
+	struct pbx_addr local = srv->local;
+
+	if (pbx_addr_is_any(&local))
+		pbx_addr_local(fd, &local);
+	pbx_env_set_tcp(&srv->env, &local, remote);
+}
+
+void
+serve_exec_become(struct serve *srv, int fd)
+{
+	struct pbx_spawn_opts o = program_opts(srv, fd);
+	int r = pbx_exec(&o);
+
+	log_error("run %s: %s", o.argv[0], pbx_strerror(r));
+	_exit(1);
+}
+
 static void
 exec_start(struct serve_conn *c)
 {
 	struct serve *srv = c->srv;
-	struct pbx_spawn_opts o = {
-	    .argv = srv->opts->argv,
-	    .path = srv->program,
-	    .envp = srv->env.envp,
-	    .sock_fd = conn_fd(c),
-	    .layout = PBX_FDS_SERVER,
-	    .sigdefault = &srv->ignored,
-
-	};
+	struct pbx_spawn_opts o = program_opts(srv, conn_fd(c));
 
 	pbx_env_set_tcp(&srv->env, conn_local(c), &c->remote);
-	if (srv->in_child) {
-		/* A fork-model child exists for this: become the program. */
-		int r = pbx_exec(&o);
-		log_error("run %s: %s", o.argv[0], pbx_strerror(r));
-		_exit(1);
-	}
 	pid_t pid = pbx_spawn(&o);
 	if (pid < 0) {
 		log_error("run %s: %s", o.argv[0], pbx_strerror(pid));
