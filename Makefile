@@ -37,7 +37,8 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_PBX_OBJ := $(PBX_SRC:%.c=$(BUILD)/asan/obj/%.o)
 
-.PHONY: all run test asan unit lint format clean install
+.PHONY: all run test asan unit lint format clean install bench
+
 all: $(BUILD)/pbx $(BUILD)/libpbx.a
 
 $(BUILD)/obj/%.o: %.c
@@ -81,7 +82,13 @@ test: all asan
 
 # Calls banned by the style guide (rule 37): a name followed by '('.
 BANNED := sprintf|strcpy|strcat|strtok|gets|atoi|inet_ntoa|inet_addr|gethostbyname|signal|select
+# Side by side with the peers (root: apt-get, unshare -n); about 12 min.
+# Writes bench/results.md and bench/results.json. Never part of make test.
+bench: $(BUILD)/pbx
+	CC=$(CC) $(PYTHON) bench/run.py --pbx $(BUILD)/pbx
+
 lint:
+
 	@if grep -nE '(^|[^_a-zA-Z0-9.>])($(BANNED))[[:space:]]*\(' $(LIB_SRC) $(PBX_SRC); then \
 	    echo 'lint: banned function (style guide rule 37)'; exit 1; fi
 	clang-format --dry-run --Werror include/pbx.h $(LIB_SRC) $(PBX_SRC) \
