@@ -80,15 +80,14 @@ run: $(BUILD)/pbx
 test: all asan
 	$(PYTHON) tests/run.py --build $(BUILD)
 
-# Calls banned by the style guide (rule 37): a name followed by '('.
-BANNED := sprintf|strcpy|strcat|strtok|gets|atoi|inet_ntoa|inet_addr|gethostbyname|signal|select
 # Side by side with the peers (root: apt-get, unshare -n); about 12 min.
 # Writes bench/results.md and bench/results.json. Never part of make test.
 bench: $(BUILD)/pbx
 	CC=$(CC) $(PYTHON) bench/run.py --pbx $(BUILD)/pbx
 
+# Calls banned by the style guide (rule 37): a name followed by '('.
+BANNED := sprintf|strcpy|strcat|strtok|gets|atoi|inet_ntoa|inet_addr|gethostbyname|signal|select
 lint:
-
 	@if grep -nE '(^|[^_a-zA-Z0-9.>])($(BANNED))[[:space:]]*\(' $(LIB_SRC) $(PBX_SRC); then \
 	    echo 'lint: banned function (style guide rule 37)'; exit 1; fi
 	clang-format --dry-run --Werror include/pbx.h $(LIB_SRC) $(PBX_SRC) \
