@@ -438,7 +438,23 @@ struct pbx_spawn_opts {
 	 * so a caller that knows which it ignores passes just those
 	 * (pbx_signals_ignored) and starts programs faster. */
 	const sigset_t *sigdefault;
+	int flags; /* PBX_SPAWN_* */
 };
+
+enum {
+	/* The caller vouches that every fd but sock_fd and 0-2 is
+	 * close-on-exec (see pbx_cloexec_from): no closing sweep needed. */
+	PBX_SPAWN_FDS_CLOEXEC = 1 << 0,
+	/* sock_fd is already in blocking mode: no fcntl needed. */
+	PBX_SPAWN_SOCK_BLOCKING = 1 << 1,
+};
+
+/*
+ * Mark every fd from lowfd up close-on-exec (close_range), so that fds a
+ * program was started with cannot leak into the programs it spawns.
+ * Returns 0 or -errno.
+ */
+int pbx_cloexec_from(int lowfd);
 
 /* The signals the calling process ignores (SIG_IGN). Returns 0 or -errno. */
 int pbx_signals_ignored(sigset_t *out);

@@ -372,8 +372,9 @@ pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c)
 {
 	if (c->io.events == 0)
 		return;
-	pbx_io_stop(loop, &c->io);
+	pbx_io_forget(loop, &c->io); /* the pidfd is ours alone */
 	close(c->io.fd);
+
 	c->io.fd = -1;
 }
 

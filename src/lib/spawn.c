@@ -106,20 +106,22 @@ layout_fds(enum pbx_fd_layout layout, int *rfd, int *wfd)
 
 /*
  * Make the socket ready to be placed per layout: blocking (programs
- * expect it; the caller's copy is closed soon), and on a high fd, since a
- * socket on a low one could be overwritten by the dup2 calls (or keep its
- * close-on-exec flag when dup2'd onto itself). Returns the fd to place;
- * *tmp is a duplicate to close afterwards, or -1.
+ * expect it; the caller's copy is closed soon), and above the target fds,
+ * since a socket at or below them could be overwritten by the dup2 calls
+ * (or keep its close-on-exec flag when dup2'd onto itself). Returns the
+ * fd to place; *tmp is a duplicate to close afterwards, or -1.
  */
 static int
 prepare_socket(const struct pbx_spawn_opts *o, int *rfd, int *wfd, int *tmp)
 {
 	*tmp = -1;
 	layout_fds(o->layout, rfd, wfd);
-	int r = pbx_set_nonblock(o->sock_fd, false);
+	int r = o->flags & PBX_SPAWN_SOCK_BLOCKING
+		    ? 0
+		    : pbx_set_nonblock(o->sock_fd, false);
 	if (r < 0)
 		return r;
-	if (o->sock_fd >= 10)
+	if (o->sock_fd > *wfd)
 		return o->sock_fd;
 	*tmp = fcntl(o->sock_fd, F_DUPFD_CLOEXEC, 10);
 	return *tmp < 0 ? -errno : *tmp;
@@ -131,8 +133,17 @@ first_closed(int wfd)
 	return wfd + 1 > 3 ? wfd + 1 : 3;
 }
 
+int
+pbx_cloexec_from(int lowfd)
+{
+	if (close_range((unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
 static int
-build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
+build_actions(
+    posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd, int flags)
 {
 	int r = posix_spawn_file_actions_adddup2(fa, sock, rfd);
 	if (r == 0)
@@ -141,7 +152,7 @@ build_actions(posix_spawn_file_actions_t *fa, int sock, int rfd, int wfd)
 	for (int fd = 3; r == 0 && fd < rfd; fd++)
 		r = posix_spawn_file_actions_addclose(fa, fd);
 	/* Above the socket's fds, and never stderr. */
-	if (r == 0)
+	if (r == 0 && !(flags & PBX_SPAWN_FDS_CLOEXEC))
 		r = posix_spawn_file_actions_addclosefrom_np(
 		    fa, first_closed(wfd));
 	return r;
@@ -181,7 +192,8 @@ pbx_spawn(const struct pbx_spawn_opts *o)
 	r = posix_spawnattr_init(&attr);
 	if (r != 0)
 		goto out_destroy_fa;
-	r = build_actions(&fa, sock, rfd, wfd);
+	r = build_actions(&fa, sock, rfd, wfd, o->flags);
+
 	if (r == 0)
 		r = build_attr(&attr, o->sigdefault);
 	char *const *argv = (char *const *)(uintptr_t)o->argv;
@@ -287,9 +299,11 @@ pbx_exec(const struct pbx_spawn_opts *o)
 		return sock;
 	if (dup2(sock, rfd) < 0 || dup2(sock, wfd) < 0)
 		return -errno;
-	if (rfd > 3)
-		close_range(3, (unsigned)rfd - 1, 0);
-	close_range((unsigned)first_closed(wfd), ~0U, 0);
+	if (!(o->flags & PBX_SPAWN_FDS_CLOEXEC)) {
+		if (rfd > 3)
+			close_range(3, (unsigned)rfd - 1, 0);
+		close_range((unsigned)first_closed(wfd), ~0U, 0);
+	}
 	reset_signals(o->sigdefault);
 
 	char *const *argv = (char *const *)(uintptr_t)o->argv;

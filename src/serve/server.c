@@ -56,7 +56,11 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 {
 	char text[PBX_ADDR_STRLEN];
 
-	int fd = pbx_accept(srv->listen_fd, remote, PBX_ACCEPT_NONBLOCK);
+	/* Built-in handlers run on the loop; a program wants a blocking
+	 * socket, and accepting it so spares a fcntl per caller. */
+	int flags = srv->opts->handler == &serve_exec ? 0 : PBX_ACCEPT_NONBLOCK;
+	int fd = pbx_accept(srv->listen_fd, remote, flags);
+
 	if (fd >= 0) {
 		srv->accepted++;
 
@@ -298,6 +302,9 @@ serve_run(const struct serve_opts *o)
 	/* Children must stay waitable: an inherited SIG_IGN would have the
 	 * kernel reap them, and their exit statuses would be lost. */
 	sigaction(SIGCHLD, &dfl, NULL);
+	/* An fd we were started with (a shell's leak) must not reach the
+	 * programs we run; marking them once spares a sweep per program. */
+	pbx_cloexec_from(3);
 
 	if (o->workers > 0)
 		return serve_workers_run(o);

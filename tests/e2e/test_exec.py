@@ -214,3 +214,23 @@ def test_fds_and_children_settle(t, model):
     check(ok, f"after 40 program runs: fds {len(before)} before, {len(fd_list(srv.pid))}"
           f" after ({short(fd_list(srv.pid))}); children {children(srv.pid)}")
     srv.stop()
+
+
+LEAK_FD = ("import os, sys\n"
+           "fd = os.open('/dev/null', os.O_RDONLY)\n"
+           "os.dup2(fd, 9)\n"  # inheritable, as a careless shell leaves it
+           "os.execvp(sys.argv[1], sys.argv[1:])\n")
+
+
+@test(params=MODELS)
+def test_fds_leaked_into_pbx_stay_out(t, model):
+    # pbx started with a stray fd (9): its programs must not get it.
+    bindir = dump_program(t)
+    env = base_env(PATH=bindir + ":" + base_env()["PATH"])
+    srv = t.serve("127.0.0.1:0", ["--", "pbxdump", "server"], ["-m", model], env=env,
+                  prefix=[PY, "-c", LEAK_FD])
+    check(9 in fd_list(srv.pid), "the launcher did not leave fd 9 open in pbx")
+    s = t.dial("127.0.0.1", srv.port)
+    r = load_json(recv_all(s, 10, "program output"), "program output")
+    eq(sorted(r["fds"], key=int), ["0", "1", "2"], "open fds in the program")
+    srv.stop()

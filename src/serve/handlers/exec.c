@@ -29,6 +29,9 @@ program_opts(const struct serve *srv, int fd)
 	    .sock_fd = fd,
 	    .layout = PBX_FDS_SERVER,
 	    .sigdefault = &srv->ignored,
+	    /* Accepted blocking, and serve_run marked inherited fds. */
+	    .flags = PBX_SPAWN_FDS_CLOEXEC | PBX_SPAWN_SOCK_BLOCKING,
+
 	};
 }
 
