@@ -274,13 +274,46 @@ serve_conns_abort(struct serve *srv)
 		conn_recycle(srv->conns);
 }
 
-int
+void
 conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb)
 {
 	conn_close_fd(c);
 	c->program = true;
 	c->child = (struct pbx_child){.pid = pid, .cb = cb, .data = c};
-	return pbx_child_start(c->srv->loop, &c->child);
+	/* SIGCHLD brings its end: on_programs_ended. */
+}
+
+/*
+ * SIGCHLD: reap every program that ended and end its connection. One
+ * signalfd for all programs costs fewer calls per program than a pidfd
+ * each (pidfd_open, epoll_ctl, close). Only programs are this process's
+ * children under these models, so waiting for any child steals nothing;
+ * the connections in progress are the programs, found by pid.
+ */
+static void
+on_programs_ended(struct pbx_loop *loop, struct pbx_signal *s)
+{
+	struct serve *srv = s->data;
+	int wstatus;
+
+	for (;;) {
+		pid_t pid = waitpid(-1, &wstatus, WNOHANG);
+		if (pid <= 0)
+			return;
+		struct serve_conn *c = srv->conns;
+		while (c != NULL && !(c->program && c->child.pid == pid))
+			c = c->next_live;
+		if (c != NULL)
+			c->child.cb(loop, &c->child, wstatus);
+	}
+}
+
+int
+serve_watch_programs(struct serve *srv)
+{
+	srv->sig_chld = (struct pbx_signal){
+	    .signo = SIGCHLD, .cb = on_programs_ended, .data = srv};
+	return pbx_signal_start(srv->loop, &srv->sig_chld);
 }
 
 void

@@ -210,8 +210,12 @@ void conn_finish(struct serve_conn *c);
 
 /* Close the server's copy of the socket (the program keeps its own). */
 void conn_close_fd(struct serve_conn *c);
+/* Reap programs on SIGCHLD and end their connections (event, serial). */
+int serve_watch_programs(struct serve *srv);
 /* The program now owns the socket: close ours, watch for its exit. */
-int conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb);
+
+void conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb);
+
 /* Log the end of a program's run (exec) and end the connection. */
 void conn_end_program(struct serve_conn *c, int wstatus);
 

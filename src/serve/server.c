@@ -181,7 +181,9 @@ prepare_programs(struct serve *srv)
 		free(srv->program);
 		srv->program = NULL;
 	}
-	return pbx_env_init(&srv->env, NULL);
+	/* Under fork, children are reaped by the model; else programs are. */
+	int r = o->model == SERVE_FORK ? 0 : serve_watch_programs(srv);
+	return r < 0 ? r : pbx_env_init(&srv->env, NULL);
 }
 
 /* Listen and install signal watchers: everything but serving. */

@@ -70,16 +70,7 @@ exec_start(struct serve_conn *c)
 	}
 	log_trace("spawn(%s) = %ld", o.argv[0], (long)pid);
 	/* The program has the socket now; our copy would hold it open. */
-	int r = conn_watch_program(c, pid, program_exited);
-
-	if (r < 0) {
-		/* Unwatchable means unreapable: stop it rather than leak. */
-		log_error("watch %s (pid %ld): %s", o.argv[0], (long)pid,
-		    pbx_strerror(r));
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		conn_end(c, r);
-	}
+	conn_watch_program(c, pid, program_exited);
 }
 
 static void
