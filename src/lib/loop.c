@@ -34,7 +34,7 @@ struct pbx_loop {
 	struct pbx_io sigio;
 
 	/* The batch being dispatched, so a stopped watcher is not called. */
-	struct epoll_event events[LOOP_BATCH];
+	struct epoll_event *events; /* pbx_loop_run's batch, on its stack */
 	int cur, nready;
 };
 
@@ -416,19 +416,33 @@ dispatch(struct pbx_loop *loop)
 int
 pbx_loop_run(struct pbx_loop *loop)
 {
+	/*
+	 * The batch lives on the stack, among pages a running loop writes
+	 * anyway: after a fork, every page the parent writes costs a
+	 * copy-on-write fault, and a server that forks per caller pays it on
+	 * each one.
+	 */
+	struct epoll_event events[LOOP_BATCH];
+	int r = 0;
+
+	loop->events = events;
 	loop->stopping = false;
 	while (!loop->stopping && (loop->active > 0 || loop->nheap > 0)) {
 		/* The timeout is recomputed after EINTR, never reused stale. */
 		int n = epoll_wait(
-		    loop->epfd, loop->events, LOOP_BATCH, next_timeout(loop));
+		    loop->epfd, events, LOOP_BATCH, next_timeout(loop));
 		loop->now = pbx__now_ms();
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return -errno;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
 		loop->nready = n;
 		dispatch(loop);
 		run_timers(loop);
 	}
-	return 0;
+	loop->events = NULL;
+	loop->cur = loop->nready = 0;
+	return r;
 }

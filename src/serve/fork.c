@@ -58,12 +58,14 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 		pid_t pid = waitpid(-1, &wstatus, WNOHANG);
 		if (pid <= 0)
 			break;
+		/* Every child here is a caller's. */
+		if (srv->live > 0)
+			srv->live--;
 		for (size_t i = 0; i < srv->nchildren; i++) {
 			if (srv->children[i].pid != pid)
 				continue;
 			log_child_end(srv, &srv->children[i], wstatus);
 			srv->children[i] = srv->children[--srv->nchildren];
-			srv->live--;
 			break;
 		}
 	}
@@ -122,8 +124,15 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 		log_error("fork: %s", pbx_strerror(-errno));
 	} else {
 		log_trace("fork() = %ld", (long)pid);
-		if (remember_child(srv, pid, remote) == 0)
-			srv->live++;
+		srv->live++;
+		/*
+		 * Who a child serves matters only for the -v end line; without
+		 * -v the parent writes less memory between forks, and each page
+		 * it writes after a fork is a copy-on-write fault.
+		 */
+		if (log_level() >= LOG_VERBOSE)
+			remember_child(srv, pid, remote);
+
 		serve_pause_accept(srv, srv->live >= srv->limit);
 		log_accept(fd, remote, pid);
 	}
