@@ -267,12 +267,25 @@ deliver_signal(struct pbx_loop *loop, int signo)
 static void
 on_signalfd(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 {
-	struct signalfd_siginfo si;
+	struct signalfd_siginfo si[8];
 
 	(void)w;
 	(void)events;
-	while (read(loop->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-		deliver_signal(loop, (int)si.ssi_signo);
+	/*
+	 * One read takes every pending signal that fits; a short read means
+	 * none is left, so no further read just to hear EAGAIN (epoll is
+	 * level-triggered: a signal that comes later wakes the loop again).
+	 */
+	for (;;) {
+		ssize_t n = read(loop->sigfd, si, sizeof si);
+		if (n <= 0)
+			return;
+		size_t count = (size_t)n / sizeof si[0];
+		for (size_t i = 0; i < count; i++)
+			deliver_signal(loop, (int)si[i].ssi_signo);
+		if (count < sizeof si / sizeof si[0])
+			return;
+	}
 }
 
 static int
