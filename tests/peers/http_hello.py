@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """A UCSPI HTTP/1.0 responder for the e2e tests (run by `pbx serve -- ...`).
+It is a peer, not a test: the tests (test_peers.py) check what curl gets.
 
 Reads the request head from fd 0 up to the blank line, then answers on fd 1
 with 200 and the body "you are TCPREMOTEIP TCPREMOTEPORT, I am TCPLOCALIP

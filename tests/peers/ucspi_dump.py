@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """A UCSPI program for the e2e tests: reports what it was given as JSON.
+It is a peer, not a test: test_exec.py and test_connect.py check the report.
 
   ucspi_dump.py server [--exit N]
       run by `pbx serve ADDR -- ...`: the socket is fd 0 and fd 1; writes
