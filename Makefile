@@ -65,7 +65,7 @@ $(BUILD)/asan/libpbx.a: $(ASAN_LIB_OBJ)
 $(BUILD)/asan/pbx: $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 	$(CC) $(SAN) -o $@ $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 
-$(BUILD)/asan/unit/%: tests/unit/%.c tests/unit/check.h $(BUILD)/asan/libpbx.a
+$(BUILD)/asan/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libpbx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libpbx.a
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the spawn module: the UCSPI environment and running a
  * program on a connection (fds, signals, environment). */
+#include "addr_util.h"
 #include "check.h"
 #include "pbx.h"
 
@@ -10,27 +11,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
-
-static struct pbx_addr
-mkaddr(int family, const char *ip, uint16_t port)
-{
-	struct pbx_addr a;
-	memset(&a, 0, sizeof a);
-	if (family == AF_INET) {
-		a.u.in4.sin_family = AF_INET;
-		a.u.in4.sin_port = htons(port);
-		if (inet_pton(AF_INET, ip, &a.u.in4.sin_addr) != 1)
-			CHECK_FAILED("inet_pton(AF_INET, %s) failed", ip);
-		a.len = sizeof a.u.in4;
-	} else {
-		a.u.in6.sin6_family = AF_INET6;
-		a.u.in6.sin6_port = htons(port);
-		if (inet_pton(AF_INET6, ip, &a.u.in6.sin6_addr) != 1)
-			CHECK_FAILED("inet_pton(AF_INET6, %s) failed", ip);
-		a.len = sizeof a.u.in6;
-	}
-	return a;
-}
 
 static int64_t
 now_ms(void)

@@ -6,9 +6,7 @@
 #include "../../cli/log.h"
 #include "../serve.h"
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <unistd.h> /* _exit */
 
 static void
 program_exited(struct pbx_loop *loop, struct pbx_child *child, int wstatus)
