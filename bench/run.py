@@ -1039,7 +1039,7 @@ def main():
                     help="workloads, comma-separated: " + ",".join(WORKLOADS))
     ap.add_argument("--pbx", default=os.path.join(ROOT, "build", "pbx"),
                     help="the pbx to measure (default build/pbx)")
-    ap.add_argument("--reps", type=int, help="repetitions (default 3)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5)")
     ap.add_argument("--seconds", type=float, help="seconds per run")
     ap.add_argument("--no-netns", action="store_true",
                     help="stay in the host's network namespace")
@@ -1068,7 +1068,7 @@ def main():
     ctx.pbx_src = os.path.abspath(args.pbx)
     ctx.pbx_shown = os.path.relpath(ctx.pbx_src, ROOT) \
         if ctx.pbx_src.startswith(ROOT + "/") else ctx.pbx_src
-    ctx.reps = args.reps or (1 if args.quick else 3)
+    ctx.reps = args.reps or (1 if args.quick else 5)
     ctx.seconds = args.seconds or (2 if args.quick else 5)
     ctx.quick = args.quick
     if not os.access(ctx.pbx_src, os.X_OK):

@@ -60,9 +60,13 @@ def main():
         for exe in units:
             run_suite(os.path.basename(exe), [exe], counts)
     if args.only in (None, "e2e"):
-        pbx = os.path.abspath(os.path.join(args.build, "asan", "pbx"))
-        run_suite("e2e", [sys.executable, os.path.join(here, "e2e", "run.py"),
-                          "--pbx", pbx] + args.filter, counts)
+        # Under the sanitizers first; then the binary `make` builds and
+        # users run (linked statically by default, without sanitizers).
+        for suite, pbx in (("e2e", ("asan", "pbx")), ("e2e release", ("pbx",))):
+            pbx = os.path.abspath(os.path.join(args.build, *pbx))
+            run_suite(suite, [sys.executable,
+                              os.path.join(here, "e2e", "run.py"),
+                              "--pbx", pbx] + args.filter, counts)
     ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
     if ci and counts["skipped"]:
         print(f"CI: {counts['skipped']} skipped test(s) count as failures")
