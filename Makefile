@@ -3,8 +3,8 @@
 #   make run        start `pbx serve 127.0.0.1:9234` (the paper's greeting)
 #   make test       unit tests (ASan+UBSan) and end-to-end tests
 #   make asan       the sanitizer build only (build/asan/)
-#   make lint       banned functions and clang-format check
-#   make format     reformat the sources
+#   make lint       banned functions, layering, clang-format check
+#   make format     reformat the sources (and the unit tests and bench peers)
 # CC=clang and BUILD=dir let several builds sit side by side.
 
 CC      ?= cc
@@ -36,9 +36,14 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
            -fno-omit-frame-pointer
 
 LIB_SRC   := $(wildcard src/lib/*.c)
-PBX_SRC   := $(wildcard src/cli/*.c src/serve/*.c src/serve/handlers/*.c \
-             src/client/*.c)
+LOG_SRC   := $(wildcard src/log/*.c)
+PBX_SRC   := $(wildcard src/cli/*.c src/log/*.c src/serve/*.c \
+             src/serve/handlers/*.c src/client/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*_test.c)
+# Formatted and checked by clang-format beside the sources.
+FMT_SRC   := include/pbx.h $(LIB_SRC) $(PBX_SRC) \
+             $(wildcard src/*/*.h src/serve/handlers/*.h) \
+             $(wildcard tests/unit/*.c tests/unit/*.h bench/*.c)
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 PBX_OBJ   := $(PBX_SRC:%.c=$(BUILD)/obj/%.o)
@@ -46,6 +51,9 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_PBX_OBJ := $(PBX_SRC:%.c=$(BUILD)/asan/obj/%.o)
+ASAN_LOG_OBJ := $(LOG_SRC:%.c=$(BUILD)/asan/obj/%.o)
+# Server parts with no dependency but libpbx, unit-tested on their own.
+ASAN_UNIT_OBJ := $(ASAN_LOG_OBJ) $(BUILD)/asan/obj/src/serve/stage.o
 
 .PHONY: all run test asan unit lint format clean install bench
 
@@ -78,9 +86,13 @@ $(BUILD)/asan/libpbx.a: $(ASAN_LIB_OBJ)
 $(BUILD)/asan/pbx: $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 	$(CC) $(SAN) -o $@ $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 
-$(BUILD)/asan/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libpbx.a
+# Unit tests link libpbx and ASAN_UNIT_OBJ (the log module, src/log, and
+# the other parts that need nothing but libpbx).
+$(BUILD)/asan/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_UNIT_OBJ) \
+    $(BUILD)/asan/libpbx.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libpbx.a
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(ASAN_UNIT_OBJ) \
+	    $(BUILD)/asan/libpbx.a
 
 asan: $(BUILD)/asan/pbx $(UNIT_BIN)
 unit: $(UNIT_BIN)
@@ -100,15 +112,16 @@ bench: $(BUILD)/pbx
 
 # Calls banned by the style guide (rule 37): a name followed by '('.
 BANNED := sprintf|strcpy|strcat|strtok|gets|atoi|inet_ntoa|inet_addr|gethostbyname|signal|select
+# Layers one way (lib < log < client, serve < cli): tests/lint_layers.py
+# prints each include that points up or sideways as FILE:LINE: #include.
 lint:
 	@if grep -nE '(^|[^_a-zA-Z0-9.>])($(BANNED))[[:space:]]*\(' $(LIB_SRC) $(PBX_SRC); then \
 	    echo 'lint: banned function (style guide rule 37)'; exit 1; fi
-	clang-format --dry-run --Werror include/pbx.h $(LIB_SRC) $(PBX_SRC) \
-	    $(wildcard src/*/*.h src/serve/handlers/*.h)
+	@$(PYTHON) tests/lint_layers.py
+	clang-format --dry-run --Werror $(FMT_SRC)
 
 format:
-	clang-format -i include/pbx.h $(LIB_SRC) $(PBX_SRC) \
-	    $(wildcard src/*/*.h src/serve/handlers/*.h)
+	clang-format -i $(FMT_SRC)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include

@@ -188,24 +188,19 @@ enum {
 /*
  * Connect to the first of addrs[0..n) that answers, in order. With a
  * source, only addresses of the source's family are tried (an IPv4 source
- * and an IPv6 target cannot meet). Built on a non-blocking connect and
- * poll, so the timeout is exact. Returns a blocking, connected fd that the
- * caller owns, or the
-
- * error of the last attempt (-ETIMEDOUT when the timeout expired,
- * -EAFNOSUPPORT when no address matched the source's family).
+ * and an IPv6 target cannot meet). Blocks: one dialer (struct pbx_dialer,
+ * after the event loop) on a private loop, so the timeout is exact.
+ * Returns a blocking, connected fd that the caller owns, or the error of
+ * the last attempt (-ETIMEDOUT when the timeout expired, -EAFNOSUPPORT
+ * when no address matched the source's family).
  */
 int pbx_dial(
     const struct pbx_addr *addrs, size_t n, const struct pbx_dial_opts *o);
 
 /*
- * Start a non-blocking connect (for callers that wait on their own loop).
- * Returns the fd; *in_progress says whether the connect is still under way,
- * in which case writability means done and pbx_dial_finish() tells how.
+ * The outcome of a connect that was under way (a socket handed over by a
+ * dialer with PBX_DIALER_EARLY, once it is writable): 0 or -errno.
  */
-int pbx_dial_start(const struct pbx_addr *addr, const struct pbx_addr *source,
-    bool *in_progress);
-/* The outcome of a connect begun by pbx_dial_start: 0 or -errno. */
 int pbx_dial_finish(int fd);
 
 enum {
@@ -252,32 +247,6 @@ ssize_t pbx_read_all(int fd, void *buf, size_t len, int timeout_ms);
 /* shutdown(SHUT_WR): send FIN, keep reading. Returns 0 or -errno. */
 int pbx_shutdown_write(int fd);
 
-/*
- * Relay between a local pair (in_fd to read, out_fd to write; a terminal,
- * pipes or files) and a connected socket, in both directions, until done:
- * - end of in_fd: the socket is half-closed (FIN) and reading goes on;
- * - end of the socket: what was read is written out, then the relay ends,
- *   even if in_fd is still open (unless PBX_RELAY_WAIT_LOCAL is set);
- * - out_fd gone (EPIPE): the relay ends.
- * Every byte read is written before the relay ends. Blocks the caller.
- * The socket is left non-blocking and open (the caller closes it). A
- * pipe on out_fd raises SIGPIPE when its reader goes: ignore SIGPIPE to
- * get EPIPE instead.
- * Returns 0, or the first error (-errno) with *where set to which side
- * failed (0 = local, 1 = socket) when where is not NULL.
- */
-struct pbx_relay_stats {
-	uint64_t to_socket;   /* bytes from in_fd to the socket */
-	uint64_t from_socket; /* bytes from the socket to out_fd */
-};
-enum {
-	/* After the socket's end, go on reading in_fd to its end. */
-	PBX_RELAY_WAIT_LOCAL = 1 << 0,
-
-};
-int pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
-    struct pbx_relay_stats *stats, int *where);
-
 /* ------------------------------------------------------------------ */
 /* Event loop                                                          */
 /* ------------------------------------------------------------------ */
@@ -311,10 +280,9 @@ struct pbx_timer;
 typedef void (*pbx_timer_cb)(struct pbx_loop *loop, struct pbx_timer *t);
 struct pbx_timer {
 	uint64_t due_ms; /* read-only: monotonic deadline */
-	size_t slot;     /* private: heap position + 1, 0 when stopped */
-	unsigned pass;   /* private: the timer pass it was started in */
+	uint32_t slot;   /* private: heap position + 1, 0 when stopped */
+	uint32_t pass;   /* private: the timer pass it was started in */
 	pbx_timer_cb cb;
-
 	void *data;
 };
 
@@ -349,12 +317,18 @@ void pbx_loop_free(struct pbx_loop *loop);
 
 /*
  * Run until pbx_loop_stop() is called or nothing is being watched (no
- * started fd, signal or child watcher and no timer). Returns 0 or -errno if
+ * started fd, signal or child watcher, no timer and no fed event). Each
+ * pass delivers the fed events (pbx_io_feed), then waits (epoll), then
+ * runs the watchers and timers that are due. Returns 0 or -errno if
  * epoll_wait fails.
  */
 int pbx_loop_run(struct pbx_loop *loop);
 
-/* Make pbx_loop_run return after the current callback. */
+/*
+ * Make pbx_loop_run return after the current callback. Called while the
+ * loop is not running, it makes the next pbx_loop_run return at once
+ * (a setup error found before the run is not lost).
+ */
 void pbx_loop_stop(struct pbx_loop *loop);
 
 /* Monotonic milliseconds, as of the last wake-up. */
@@ -374,6 +348,17 @@ void pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w);
  * (dup, fork, a spawned program) refers to the same socket.
  */
 void pbx_io_forget(struct pbx_loop *loop, struct pbx_io *w);
+
+/*
+ * The loop's before-wait hook: call w->cb with events before the loop
+ * next waits, as if epoll had reported them, whether or not w is started.
+ * For readiness the fd no longer signals: bytes a transport holds above
+ * the fd (TLS), a file that is always ready, a completion that must not
+ * run inside the call that caused it. Each call queues one delivery
+ * (callers that want one at most keep their own flag); stopping or
+ * forgetting w drops what is queued for it. Returns 0 or -ENOMEM.
+ */
+int pbx_io_feed(struct pbx_loop *loop, struct pbx_io *w, unsigned events);
 
 /*
  * Call t->cb once, ms milliseconds from now (restarts a running timer).
@@ -397,6 +382,318 @@ void pbx_signal_stop(struct pbx_loop *loop, struct pbx_signal *s);
  */
 int pbx_child_start(struct pbx_loop *loop, struct pbx_child *c);
 void pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c);
+
+/* ------------------------------------------------------------------ */
+/* Dialer: pbx_dial driven by the loop                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * What pbx_dial does (the same order of addresses, source rule, per-address
+ * timeout, trace lines and PBX_DIAL_* steps), without blocking: the outcome
+ * is a completion, d->cb, called from the loop and never from inside
+ * pbx_dialer_start, so a dialer may be started from any callback. The
+ * caller sees no fd readiness; a back end that completes connects itself
+ * (io_uring) fits under the same calls.
+ */
+struct pbx_dialer;
+
+/*
+ * fd >= 0: a connected socket (non-blocking, close-on-exec) that the
+ * caller now owns. fd < 0: the error of the last attempt, -ETIMEDOUT when
+ * its timeout expired, -EAFNOSUPPORT when no address had the source's
+ * family. The dialer is idle when cb runs: cb may start it again, start
+ * others, or free it.
+ */
+typedef void (*pbx_dialer_cb)(struct pbx_dialer *d, int fd);
+
+enum {
+	/* Hand the socket over as soon as its connect is under way, for a
+	 * caller whose first read tells the outcome (a refusal is an error
+	 * there) or who waits for writability and asks pbx_dial_finish.
+	 * Later addresses are tried only when connect() fails at once, and
+	 * timeout_ms is the caller's business. */
+	PBX_DIALER_EARLY = 1 << 0,
+};
+
+/* Caller-owned (embed it in your record); zero it before the first use. */
+struct pbx_dialer {
+	/* Set by the caller: */
+	const struct pbx_addr *addrs; /* borrowed until cb; tried in order */
+	size_t naddrs;
+	const struct pbx_addr *source; /* borrowed until cb; NULL: any */
+	int timeout_ms;                /* per address; <= 0: no timeout */
+	int flags;                     /* PBX_DIALER_* */
+	pbx_trace_cb trace;            /* may be NULL */
+	void *trace_arg;
+	pbx_dialer_cb cb;
+	void *data; /* the caller's */
+	/* Read-only, for cb: the address that answered or was tried last
+	 * (in addrs; NULL when none suited the source) and, on failure,
+	 * which step failed (PBX_DIAL_*; 0 when none suited). */
+	const struct pbx_addr *tried;
+	int failed_step;
+	/* Private: */
+	struct pbx_loop *loop;  /* NULL while idle */
+	struct pbx_io io;       /* io.fd: the socket in hand, or -1 */
+	struct pbx_timer timer; /* the timeout, or the completion */
+	size_t next;            /* the next address to try */
+	int result;             /* what the completion delivers */
+};
+
+/*
+ * Start dialing on loop. d must be idle (zeroed, or after its cb or
+ * pbx_dialer_cancel) and stay valid until cb. Returns 0: cb will be called
+ * once, from the loop, unless pbx_dialer_cancel comes first; or -errno
+ * (-ENOMEM: the loop could not take the timer), with nothing held and no
+ * callback to come.
+ */
+int pbx_dialer_start(struct pbx_loop *loop, struct pbx_dialer *d);
+
+/*
+ * Stop d before its callback: the socket in hand is closed and cb is not
+ * called; d is idle and may be freed. An idle dialer is left alone.
+ */
+void pbx_dialer_cancel(struct pbx_dialer *d);
+
+/* ------------------------------------------------------------------ */
+/* Streams: a connection on the loop, with completion-style I/O        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A stream is a connected socket (or any fd: a pipe, a terminal, a file)
+ * driven by the loop. Reads hand bytes to a callback, writes complete
+ * with a callback, shutdown and close complete too; the caller never sees
+ * fd readiness, so a back end that completes I/O itself (io_uring) fits
+ * under the same calls. Under the stream, a transport moves the bytes:
+ * plain (the fd's bytes are the stream's) now, TLS later, and nothing
+ * above the transport table changes.
+ *
+ * Callbacks run from the loop, never inside the call that caused them,
+ * and may call any stream function, including pbx_stream_close.
+ */
+struct pbx_stream;
+struct pbx_write;
+
+/*
+ * How bytes cross one stream. Each call does at most one step and never
+ * blocks. read and write return a count (read: 0 at end of stream), or
+ * -EAGAIN with *wait set to the fd events that will let them go on (TLS
+ * may need PBX_WRITABLE to read), or -errno. shutdown ends the write side
+ * (0, -EAGAIN with *wait, or -errno); close releases the transport's
+ * state and the fd. has_buffered (NULL: never) says whether bytes are
+ * held above the fd, which the fd will not signal.
+ */
+struct pbx_transport {
+	const char *name;
+	ssize_t (*read)(
+	    struct pbx_stream *s, void *buf, size_t len, unsigned *wait);
+	ssize_t (*write)(
+	    struct pbx_stream *s, const void *buf, size_t len, unsigned *wait);
+	int (*shutdown)(struct pbx_stream *s, unsigned *wait);
+	void (*close)(struct pbx_stream *s);
+	bool (*has_buffered)(const struct pbx_stream *s);
+	/* The fd carries the stream's bytes as they are: splice(2), or a
+	 * program given the fd, may bypass the transport. */
+	bool plain;
+};
+
+/* Plain bytes on the fd: a socket (send with MSG_NOSIGNAL), or any fd. */
+extern const struct pbx_transport pbx_transport_plain;
+
+/* A buffer for the next read (*buf, *len), from the caller's memory. */
+typedef void (*pbx_alloc_cb)(struct pbx_stream *s, char **buf, size_t *len);
+/* n > 0 bytes in buf; 0: end of stream; < 0: -errno. Reading stops on
+ * 0 and on errors. */
+typedef void (*pbx_read_cb)(struct pbx_stream *s, ssize_t n, char *buf);
+/* A queued write is done: status 0, -errno, or -ECANCELED (closed). */
+typedef void (*pbx_write_cb)(
+    struct pbx_stream *s, struct pbx_write *w, int status);
+/* Shutdown done (status 0 or -errno), or the stream closed. */
+typedef void (*pbx_stream_cb)(struct pbx_stream *s, int status);
+
+/*
+ * A stream's callbacks, usually shared by every stream of one kind (one
+ * table per server), so an idle stream pays one pointer for them.
+ */
+struct pbx_stream_ops {
+	pbx_alloc_cb alloc;
+	pbx_read_cb read;
+	pbx_stream_cb shutdown; /* may be NULL */
+	pbx_stream_cb close;    /* may be NULL; after it, s may be freed */
+};
+
+/* A write request: caller-owned, borrowed with its bytes until cb. */
+struct pbx_write {
+	const char *buf;
+	size_t len;
+	pbx_write_cb cb;
+	void *data;             /* the caller's */
+	size_t off;             /* private: bytes already written */
+	struct pbx_write *next; /* private: the queue */
+	bool owned;             /* private: pbx_stream_write_copy's */
+};
+
+/*
+ * Caller-owned (embed it in your record). Every field is private except
+ * data, the counters and, read-only, io.fd.
+ */
+struct pbx_stream {
+	struct pbx_io io; /* io.fd: borrowed until close; io.data: the stream */
+	struct pbx_loop *loop;
+	const struct pbx_transport *tr;
+	void *tr_data; /* the transport's own state */
+	const struct pbx_stream_ops *ops;
+	void *data;           /* the caller's */
+	struct pbx_write *wq; /* the last queued write; its next is the first */
+	uint32_t queued;      /* bytes queued and not yet written */
+	uint16_t flags;
+	uint8_t rwait, wwait;         /* fd events the transport waits for */
+	uint64_t bytes_in, bytes_out; /* read and written so far */
+};
+
+/*
+ * Make fd a stream on loop (no system call). The stream takes the fd
+ * over: pbx_stream_close closes it. tr NULL means pbx_transport_plain.
+ */
+void pbx_stream_init(struct pbx_stream *s, struct pbx_loop *loop, int fd,
+    const struct pbx_transport *tr, const struct pbx_stream_ops *ops);
+
+/*
+ * Start reading: each time bytes arrive, ops->alloc gives a buffer and
+ * ops->read gets them. An fd that epoll cannot watch (a regular file) is
+ * read as always ready. Returns 0 or -errno.
+ */
+int pbx_stream_read_start(struct pbx_stream *s);
+void pbx_stream_read_stop(struct pbx_stream *s);
+bool pbx_stream_is_reading(const struct pbx_stream *s);
+
+/*
+ * One read now, for callers that expect nothing or want to look before
+ * they wait: > 0 bytes, 0 at end of stream, -EAGAIN when nothing is there
+ * (a back end that cannot read at once always says -EAGAIN), or -errno.
+ */
+ssize_t pbx_stream_try_read(struct pbx_stream *s, void *buf, size_t len);
+
+/*
+ * One write now, if nothing is queued: the count written (maybe short),
+ * -EAGAIN (nothing could go, or writes are queued), or -errno. Never
+ * raises SIGPIPE.
+ */
+ssize_t pbx_stream_try_write(struct pbx_stream *s, const void *buf, size_t len);
+
+/*
+ * Queue w (buf and len set by the caller, borrowed until w->cb) after
+ * what is queued; w->cb runs once all of it is written or has failed.
+ * Returns 0, or -errno when the stream is closing or writing failed.
+ */
+int pbx_stream_write(struct pbx_stream *s, struct pbx_write *w);
+
+/*
+ * The same with a copy of the bytes, kept by the stream until written
+ * (cb may be NULL). For the few bytes a socket did not take. Returns 0,
+ * -ENOMEM, or as pbx_stream_write.
+ */
+int pbx_stream_write_copy(
+    struct pbx_stream *s, const void *buf, size_t len, pbx_write_cb cb);
+
+/* Bytes queued and not yet written: a writer's backpressure gauge. */
+size_t pbx_stream_queued(const struct pbx_stream *s);
+
+/*
+ * End the write side (FIN, later TLS close_notify) once the queue is
+ * written, then call ops->shutdown. Reading goes on. Returns 0 or -errno.
+ */
+int pbx_stream_shutdown(struct pbx_stream *s);
+
+/*
+ * Close: stop reading, cancel queued writes (their callbacks get
+ * -ECANCELED), let the transport close the fd; then, from the loop,
+ * ops->close. Until then the stream's memory must stay valid.
+ */
+void pbx_stream_close(struct pbx_stream *s);
+
+/*
+ * Give the fd up (a program takes the socket over): stop watching it and
+ * return it; the stream is then closed, without a callback. Only for a
+ * plain stream with nothing queued; else -EBUSY.
+ */
+int pbx_stream_release_fd(struct pbx_stream *s);
+
+/* ------------------------------------------------------------------ */
+/* Relay: bytes both ways between two sides, on the loop               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A relay joins side A and side B, each a stream (in == out, a socket)
+ * or a pair of streams (a local pair: stdin and stdout, two pipes):
+ * - what A's input reads is written to B's output, and B's to A's;
+ * - the end of one side's input is carried over: the other side's output
+ *   is shut down (FIN) once every byte before it is written;
+ * - every byte read is written before the relay ends; reading from one
+ *   side pauses while bytes are queued toward the other (backpressure:
+ *   at most one buffer in flight per direction);
+ * - it ends when both directions have ended, or, with PBX_RELAY_END_WITH_B,
+ *   as soon as B's input has ended and what was read is written, or at
+ *   the first error (r->err, r->where).
+ * While it runs the relay owns the streams' callbacks (ops and data); it
+ * gives them back before it calls cb, and leaves the streams open: the
+ * caller closes them. Its memory must stay valid until then.
+ */
+enum {
+	/* End when B's input ends, even if A's is still open (netcat). */
+	PBX_RELAY_END_WITH_B = 1 << 0,
+	/* pbx_relay: after the socket's end, go on reading in_fd to its end. */
+	PBX_RELAY_WAIT_LOCAL = 1 << 1,
+};
+
+struct pbx_relay;
+typedef void (*pbx_relay_cb)(struct pbx_relay *r);
+
+struct pbx_relay_dir { /* private: one direction */
+	struct pbx_stream *from, *to;
+	char *buf; /* owned while the relay runs or a write is queued */
+	struct pbx_write w;
+	bool writing, ended, shut;
+	uint64_t bytes; /* written */
+};
+
+struct pbx_relay {
+	/* Set by the caller. */
+	struct pbx_stream *a_in, *a_out, *b_in, *b_out; /* borrowed */
+	int flags;                                      /* PBX_RELAY_* */
+	pbx_relay_cb cb;
+	void *data; /* the caller's */
+	/* Read-only, final when cb runs. */
+	uint64_t a_to_b, b_to_a; /* bytes written each way */
+	int err;                 /* 0, or the first error (-errno) */
+	int where;               /* which side failed: 0 A, 1 B */
+	/* Private. */
+	struct pbx_relay_dir dir[2]; /* A to B, B to A */
+	const struct pbx_stream_ops *saved_ops[4];
+	void *saved_data[4];
+	bool running;
+};
+
+/* Start relaying on the streams' loop. Returns 0 or -errno (-ENOMEM). */
+int pbx_relay_start(struct pbx_relay *r);
+
+/*
+ * Relay between a local pair (in_fd to read, out_fd to write: a
+ * terminal, pipes or files) and a connected socket, both ways, until
+ * done, blocking the caller: the relay above on a private loop, with
+ * PBX_RELAY_END_WITH_B unless flags has PBX_RELAY_WAIT_LOCAL. Every fd
+ * is left open (the caller closes them); the socket is left
+ * non-blocking. A local output that is a pipe raises SIGPIPE when its
+ * reader goes: ignore SIGPIPE to get EPIPE instead. Returns 0, or the
+ * first error (-errno) with *where (may be NULL) saying which side
+ * failed (0 = local, 1 = socket).
+ */
+struct pbx_relay_stats {
+	uint64_t to_socket;   /* bytes from in_fd to the socket */
+	uint64_t from_socket; /* bytes from the socket to out_fd */
+};
+int pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
+    struct pbx_relay_stats *stats, int *where);
 
 /* ------------------------------------------------------------------ */
 /* Spawn: run a program on a connection (UCSPI)                        */
@@ -436,7 +733,9 @@ struct pbx_spawn_opts {
 	/* Signals to set back to their default action: NULL for all of them
 	 * (a syscall each in the child). exec resets caught signals itself,
 	 * so a caller that knows which it ignores passes just those
-	 * (pbx_signals_ignored) and starts programs faster. */
+	 * (pbx_signals_ignored) and starts programs faster. glibc's
+	 * internal signals 32 and 33, which no sigset_t call can name, are
+	 * reset whatever the set. */
 	const sigset_t *sigdefault;
 	int flags; /* PBX_SPAWN_* */
 };
@@ -464,9 +763,10 @@ int pbx_signals_ignored(sigset_t *out);
  * file description is shared, so the caller's copy turns blocking too),
  * stderr (and for
  * PBX_FDS_CLIENT stdin/stdout) inherited, every other fd closed, default
- * signal dispositions and an empty signal mask. Uses posix_spawn (vfork
- * semantics: the server's image is never copied). Returns the pid, or
- * -errno (-ENOENT when the program does not exist).
+ * signal dispositions (for every signal: glibc's 32 and 33 too, which
+ * posix_spawn alone would leave ignored) and an empty signal mask. Uses
+ * posix_spawn (vfork semantics: the server's image is never copied).
+ * Returns the pid, or -errno (-ENOENT when the program does not exist).
  */
 pid_t pbx_spawn(const struct pbx_spawn_opts *o);
 

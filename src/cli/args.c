@@ -2,7 +2,7 @@
 /* args.c: strict parsing of option values, with one-line errors. */
 #include "args.h"
 
-#include "log.h"
+#include "../log/log.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* bench_cli.c: `pbx bench`: options in, a load run and its report out. */
 #include "../client/bench.h"
+#include "../log/log.h"
 #include "args.h"
 #include "cli.h"
-#include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -44,7 +45,8 @@ static const char bench_usage[] =
     "\n"
     "Errors are counted by kind: refused, reset, timeout, unreachable,\n"
     "address (out of ports), descriptors (out of fds), mismatch, short,\n"
-    "other. Exit status: 0 some calls succeeded, 1 none did, 2 bad usage.\n";
+    "other. Exit status: 0 some calls succeeded (with --rounds 0: some round\n"
+    "trips, and no errors), 1 none did, 2 bad usage.\n";
 
 enum {
 	OPT_WARMUP = 256,
@@ -242,6 +244,28 @@ parse_secs(const char *what, const char *arg, uint64_t *ms_out)
 	return 0;
 }
 
+/* --warmup: as parse_secs, and 0 (the default: measure from the start). */
+static int
+parse_warmup(const char *arg, uint64_t *ms_out)
+{
+	char *end;
+	int ms;
+
+	if (isdigit((unsigned char)arg[0]) || arg[0] == '.') {
+		errno = 0;
+		double v = strtod(arg, &end);
+		if (errno == 0 && *end == '\0' && v == 0) {
+			*ms_out = 0;
+			return 0;
+		}
+	}
+	if (!args_seconds(arg, 86400, &ms))
+		return cli_bad_value(
+		    "warmup", arg, "expected seconds, from 0 to 86400");
+	*ms_out = (uint64_t)ms;
+	return 0;
+}
+
 struct bench_cli {
 	struct bench_opts o;
 	bool duration_set; /* -d given: with -n, both bound the run */
@@ -268,7 +292,7 @@ parse_option(void *ctx, int c, const char *arg)
 	case 'n':
 		return parse_count("total", arg, 1, 1000000000000ul, &o->total);
 	case OPT_WARMUP:
-		return parse_secs("warmup", arg, &o->warmup_ms);
+		return parse_warmup(arg, &o->warmup_ms);
 	case OPT_SEND:
 		free(o->send);
 		o->send = NULL;
@@ -363,6 +387,24 @@ raise_fd_limit(void)
 	}
 }
 
+/*
+ * Some calls completed, or stood (--hold). With --rounds 0 no call ever
+ * completes: there success is round trips, and no connection lost.
+ */
+static bool
+succeeded(const struct bench_opts *o, const struct bench_stats *st)
+{
+	uint64_t errors = 0;
+
+	if (o->hold)
+		return st->held > 0;
+	if (o->rounds != 0)
+		return st->calls > 0;
+	for (int i = 0; i < BENCH_ERR_COUNT; i++)
+		errors += st->errors[i];
+	return st->rounds > 0 && errors == 0;
+}
+
 /* After the options: ADDRESS, then the run and its report. */
 static int
 bench_main(struct bench_cli *cli, int argc, char **argv)
@@ -394,7 +436,7 @@ bench_main(struct bench_cli *cli, int argc, char **argv)
 	}
 
 	bench_report(o, &st);
-	return (st.calls > 0 || st.held > 0) ? EXIT_OK : EXIT_RUNTIME;
+	return succeeded(o, &st) ? EXIT_OK : EXIT_RUNTIME;
 }
 
 int
@@ -407,7 +449,7 @@ cli_bench(int argc, char **argv)
 	static const struct args_cmd cmd = {
 	    "bench", bench_usage, ":c:d:n:h", bench_options, parse_option};
 
-	log_init("bench", LOG_NORMAL, false);
+	log_init("bench", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int r = args_parse(&cmd, argc, argv, &cli);
 	if (r == ARGS_GO_ON)
 		r = bench_main(&cli, argc, argv);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* connect_cli.c: `pbx connect`: options in, a call placed. */
 #include "../client/client.h"
+#include "../log/log.h"
 #include "args.h"
 #include "cli.h"
-#include "log.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -26,13 +26,15 @@ static const char connect_usage[] =
     "                                  (e.g. 2 or 0.5; default: the kernel's)\n"
     "  -v, --verbose                   say who answered, from where\n"
     "  -q, --quiet                     errors only\n"
+    "      --log-format text|json      every stderr line as key=value text\n"
+    "                                  (the default) or as one JSON object\n"
     "      --trace                     narrate every socket call\n"
     "  -h, --help                      this text\n"
     "\n"
     "Exit status: 0 the call ended normally, 1 refused, unreachable, timed out\n"
     "or reset, 2 bad usage.\n";
 
-enum { OPT_TRACE = 256 };
+enum { OPT_TRACE = 256, OPT_LOG_FORMAT };
 
 static const struct option connect_options[] = {
     {"source", required_argument, NULL, 's'},
@@ -40,6 +42,7 @@ static const struct option connect_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -48,6 +51,7 @@ struct connect_cli {
 	struct client_opts o;
 	enum log_level level;
 	bool trace;
+	enum log_format format;
 };
 
 static int
@@ -75,6 +79,11 @@ parse_option(void *ctx, int c, const char *arg)
 		return 0;
 	case OPT_TRACE:
 		cli->trace = true;
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (!log_format_parse(arg, &cli->format))
+			return cli_bad_value(
+			    "log-format", arg, "expected text or json");
 		return 0;
 	default:
 		return EXIT_USAGE;
@@ -108,11 +117,13 @@ cli_connect(int argc, char **argv)
 	static const struct args_cmd cmd = {"connect", connect_usage,
 	    ":s:t:vqh", connect_options, parse_option};
 
-	log_init("connect", LOG_NORMAL, false);
+	log_init("connect", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int dash = cli_find_dashes(argc, argv);
 	int r = args_parse(&cmd, dash, argv, &cli);
 	if (r != ARGS_GO_ON)
 		return r;
+	/* Every line from here on, usage errors included, in the format. */
+	log_init("connect", LOG_NORMAL, false, cli.format);
 	if (optind >= dash) {
 		log_error("missing ADDRESS (see pbx connect --help)");
 		return EXIT_USAGE;
@@ -129,6 +140,6 @@ cli_connect(int argc, char **argv)
 	    dash < argc ? argv + dash + 1 : NULL);
 	if (r != 0)
 		return r;
-	log_init("connect", cli.level, cli.trace);
+	log_init("connect", cli.level, cli.trace, cli.format);
 	return client_connect(&cli.o);
 }

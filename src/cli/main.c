@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* main.c: pbx COMMAND ...: dispatch only. */
+#include "../log/log.h"
 #include "args.h"
 #include "cli.h"
-#include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char main_usage[] =
     "usage: pbx COMMAND [OPTIONS] ...\n"
@@ -54,12 +58,46 @@ cli_bad_value(const char *what, const char *value, const char *expected)
 	return EXIT_USAGE;
 }
 
+/*
+ * Started with fd 0, 1 or 2 closed, the first socket pbx opens would take
+ * its place: a call's socket on fd 1 gets every reply echoed back into it,
+ * a listener on fd 2 gets the log lines. Each closed one becomes
+ * /dev/null first, before anything else opens. Returns 0 or -errno.
+ */
+static int
+open_std_fds(void)
+{
+	for (int fd = 0; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* The lowest free fd, since every one below it is open. */
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0)
+			return -errno;
+		if (null != fd) {
+			dup2(null, fd);
+			close(null);
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	struct sigaction ign = {.sa_handler = SIG_IGN};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 
-	log_init("", LOG_NORMAL, false);
+	/* A reader that goes away (of stderr, stdout, a socket) is an error
+	 * on that write, never the death of pbx. Programs pbx runs get it
+	 * back at default (pbx_signals_ignored, sigdefault). */
+	sigaction(SIGPIPE, &ign, NULL);
+	int r = open_std_fds();
+	log_init("", LOG_NORMAL, false, LOG_FORMAT_TEXT);
+	if (r < 0) {
+		log_error("open /dev/null: %s", pbx_strerror(r));
+		return EXIT_RUNTIME;
+	}
 	if (cmd == NULL) {
 		fputs(main_usage, stderr);
 		return EXIT_USAGE;

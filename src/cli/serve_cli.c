@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* serve_cli.c: `pbx serve`: options in, a running server out. */
+#include "../log/log.h"
 #include "../serve/serve.h"
 #include "args.h"
 #include "cli.h"
-#include "log.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -39,14 +39,16 @@ static const char serve_usage[] =
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
     "  -q, --quiet          errors only (and the listening line, which says\n"
     "                       the server is ready)\n"
-
+    "      --log-format text|json\n"
+    "                       every stderr line as key=value text (the\n"
+    "                       default) or as one JSON object\n"
     "      --trace          narrate every socket call as it happens\n"
     "  -h, --help           this text\n"
     "\n"
     "SIGTERM or SIGINT stops the server (exit 0). Exit status: 0 stopped,\n"
     "1 could not listen (address in use, unknown host, ...), 2 bad usage.\n";
 
-enum { OPT_TRACE = 256 };
+enum { OPT_TRACE = 256, OPT_LOG_FORMAT };
 
 static const struct option serve_options[] = {
     {"model", required_argument, NULL, 'm'},
@@ -56,6 +58,7 @@ static const struct option serve_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -64,6 +67,7 @@ struct serve_cli {
 	struct serve_opts o;
 	enum log_level level;
 	bool trace;
+	enum log_format format;
 };
 
 static int
@@ -115,6 +119,11 @@ parse_option(void *ctx, int c, const char *arg)
 		return 0;
 	case OPT_TRACE:
 		cli->trace = true;
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (!log_format_parse(arg, &cli->format))
+			return cli_bad_value(
+			    "log-format", arg, "expected text or json");
 		return 0;
 	default:
 		return EXIT_USAGE;
@@ -184,13 +193,14 @@ cli_serve(int argc, char **argv)
 	static const struct args_cmd cmd = {
 	    "serve", serve_usage, ":m:c:b:w:vqh", serve_options, parse_option};
 
-	log_init("serve", LOG_NORMAL, false);
+	log_init("serve", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int dash = cli_find_dashes(argc, argv);
 	int r = args_parse(&cmd, dash, argv, &cli);
 	if (r != ARGS_GO_ON)
 		return r;
+	/* Every line from here on, usage errors included, in the format. */
+	log_init("serve", LOG_NORMAL, false, cli.format);
 	if (optind >= dash) {
-
 		log_error("missing ADDRESS (see pbx serve --help)");
 		return EXIT_USAGE;
 	}
@@ -202,6 +212,6 @@ cli_serve(int argc, char **argv)
 	    dash < argc ? argv + dash + 1 : NULL);
 	if (r != 0)
 		return r;
-	log_init("serve", cli.level, cli.trace);
+	log_init("serve", cli.level, cli.trace, cli.format);
 	return serve_run(&cli.o) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }

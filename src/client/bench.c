@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #define BENCH_BUF 65536
-#define RETRY_MS 10 /* after running out of ports or fds */
+#define RETRY_MS 10 /* after a call that could not even start */
 
 const char *const bench_error_names[BENCH_ERR_COUNT] = {
     [BENCH_ERR_REFUSED] = "refused",
@@ -30,6 +30,7 @@ const char *const bench_error_names[BENCH_ERR_COUNT] = {
 enum slot_state {
 	SLOT_IDLE,
 	SLOT_WAITING, /* a retry timer runs */
+	SLOT_DIALING, /* the dialer has the socket, until on_dialed */
 	SLOT_CONNECTING,
 	SLOT_SENDING,
 	SLOT_RECEIVING,
@@ -41,6 +42,7 @@ struct bench;
 struct slot {
 	struct pbx_io io;
 	struct pbx_timer timer; /* the call's timeout, or a retry */
+	struct pbx_dialer dial; /* places every call of this slot */
 	struct bench *b;
 	enum slot_state state;
 	uint64_t t0_us;    /* when this round began */
@@ -118,6 +120,12 @@ slot_close(struct slot *s, bool reset)
 {
 	struct bench *b = s->b;
 
+	if (s->state == SLOT_DIALING) {
+		pbx_dialer_cancel(&s->dial);
+		s->state = SLOT_IDLE;
+		b->active--;
+		return;
+	}
 	/* The slot holds the only descriptor: closing it leaves epoll too. */
 	pbx_io_forget(b->loop, &s->io);
 	pbx_timer_stop(b->loop, &s->timer);
@@ -363,6 +371,7 @@ on_io(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 		return;
 	case SLOT_IDLE:
 	case SLOT_WAITING:
+	case SLOT_DIALING:
 		return;
 	}
 }
@@ -389,12 +398,15 @@ permanent(int err)
 	       err == -EAFNOSUPPORT || err == -EPROTONOSUPPORT;
 }
 
-/* Could not even start: count it and try again shortly, never in a spin. */
+/*
+ * Could not even start: count it and try again shortly, never in a spin.
+ * Whatever connect reports at once (out of ports or fds, no route to the
+ * network) it would report again at once: each retry waits RETRY_MS.
+ */
 static void
 start_failed(struct slot *s, int err)
 {
 	struct bench *b = s->b;
-	enum bench_error kind = classify(err);
 
 	if (permanent(err)) {
 		b->st->fatal = err;
@@ -403,11 +415,47 @@ start_failed(struct slot *s, int err)
 		return;
 	}
 	if (b->measuring)
-		b->st->errors[kind]++;
+		b->st->errors[classify(err)]++;
 	s->state = SLOT_WAITING;
-	bool scarce =
-	    kind == BENCH_ERR_ADDRESS || kind == BENCH_ERR_DESCRIPTORS;
-	pbx_timer_start(b->loop, &s->timer, scarce ? RETRY_MS : 0);
+	pbx_timer_start(b->loop, &s->timer, RETRY_MS);
+}
+
+/*
+ * The dialer hands the socket over as soon as its connect is under way
+ * (PBX_DIALER_EARLY), so a call costs what it did before the dialer:
+ * socket, connect, one epoll_ctl. With nothing to send, the reply itself
+ * proves the connect worked (a refusal shows up as an error on read);
+ * else writability does, and on_connected asks how it went.
+ */
+static void
+on_dialed(struct pbx_dialer *d, int fd)
+{
+	struct slot *s = d->data;
+	struct bench *b = s->b;
+	const struct bench_opts *o = b->o;
+
+	s->state = SLOT_IDLE;
+	if (fd < 0) {
+		b->active--;
+		start_failed(s, fd);
+		return;
+	}
+	s->io = (struct pbx_io){.fd = fd, .cb = on_io, .data = s};
+	bool reply_only = o->send_len == 0 && !o->hold;
+	int r = pbx_io_start(b->loop, &s->io,
+	    reply_only ? PBX_READABLE | PBX_PEER_CLOSED : PBX_WRITABLE);
+	if (r < 0) {
+		close(fd);
+		s->io.fd = -1;
+		b->active--;
+		start_failed(s, r);
+		return;
+	}
+	if (o->timeout_ms > 0)
+		pbx_timer_start(b->loop, &s->timer, (uint64_t)o->timeout_ms);
+	s->received = 0;
+	s->mismatch = false;
+	s->state = reply_only ? SLOT_RECEIVING : SLOT_CONNECTING;
 }
 
 static void
@@ -415,40 +463,22 @@ slot_start(struct slot *s)
 {
 	struct bench *b = s->b;
 	const struct bench_opts *o = b->o;
-	const struct pbx_addr *src = NULL;
-	bool in_progress;
 
 	b->started++;
+	s->dial.source = NULL;
 	if (o->nsources > 0)
-		src = &o->sources[b->next_source++ % o->nsources];
+		s->dial.source = &o->sources[b->next_source++ % o->nsources];
 	s->t0_us = now_us();
 	s->rounds_done = 0;
-	int fd = pbx_dial_start(&o->target, src, &in_progress);
-	if (fd < 0) {
-		start_failed(s, fd);
-		return;
-	}
-	s->io = (struct pbx_io){.fd = fd, .cb = on_io, .data = s};
-	/*
-	 * With nothing to send, the reply itself proves the connect worked
-	 * (a refusal shows up as an error on read): one epoll_ctl per call.
-	 */
-	bool reply_only = o->send_len == 0 && !o->hold;
-	int r = pbx_io_start(b->loop, &s->io,
-	    reply_only ? PBX_READABLE | PBX_PEER_CLOSED : PBX_WRITABLE);
+	/* Even a failure comes through on_dialed, from the loop: no
+	 * recursion when calls fail one after another. */
+	int r = pbx_dialer_start(b->loop, &s->dial);
 	if (r < 0) {
-		/* Through the retry timer: failing here again must not recurse.
-		 */
-		close(fd);
 		start_failed(s, r);
 		return;
 	}
-	b->active++;
-	if (o->timeout_ms > 0)
-		pbx_timer_start(b->loop, &s->timer, (uint64_t)o->timeout_ms);
-	s->received = 0;
-	s->mismatch = false;
-	s->state = reply_only ? SLOT_RECEIVING : SLOT_CONNECTING;
+	b->active++; /* the dialer holds the slot's socket */
+	s->state = SLOT_DIALING;
 }
 
 static void
@@ -544,6 +574,11 @@ bench_run(const struct bench_opts *o, struct bench_stats *st)
 		s->b = &b;
 		s->io.fd = -1;
 		s->timer = (struct pbx_timer){.cb = on_slot_timer, .data = s};
+		s->dial = (struct pbx_dialer){.addrs = &o->target,
+		    .naddrs = 1,
+		    .flags = PBX_DIALER_EARLY,
+		    .cb = on_dialed,
+		    .data = s};
 		if (o->total == 0 || b.started < o->total)
 			slot_start(s);
 	}

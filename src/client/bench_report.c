@@ -81,6 +81,8 @@ report_json(const struct bench_opts *o, const struct bench_stats *s)
 		printf(", \"held\": %llu, \"dropped\": %llu",
 		    (unsigned long long)s->held,
 		    (unsigned long long)s->dropped);
+	if (o->rounds == 0)
+		printf(", \"open\": %llu", (unsigned long long)s->cut_off);
 	printf("}\n");
 }
 
@@ -99,6 +101,30 @@ report_errors(const struct bench_stats *s)
 	printf("%s\n", sep[0] == ',' ? ")" : "");
 }
 
+/*
+ * Calls and round trips. With --rounds 0 a connection carries rounds
+ * until the time is up and never completes: what counts is the round
+ * trips, and how many connections stood open at the end.
+ */
+static void
+report_calls(const struct bench_opts *o, const struct bench_stats *s)
+{
+	if (o->rounds == 0) {
+		printf("  round trips   %llu   %.1f/s\n",
+		    (unsigned long long)s->rounds,
+		    per_second(s->rounds, s->seconds));
+		printf("  connections   %llu open at the end\n",
+		    (unsigned long long)s->cut_off);
+		return;
+	}
+	printf("  connections   %llu   %.1f/s\n", (unsigned long long)s->calls,
+	    per_second(s->calls, s->seconds));
+	if (s->rounds != s->calls)
+		printf("  round trips   %llu   %.1f/s\n",
+		    (unsigned long long)s->rounds,
+		    per_second(s->rounds, s->seconds));
+}
+
 static void
 report_text(const struct bench_opts *o, const struct bench_stats *s)
 {
@@ -107,12 +133,7 @@ report_text(const struct bench_opts *o, const struct bench_stats *s)
 
 	printf("pbx bench %s: %.2f s, %u in flight\n", o->address, s->seconds,
 	    o->conns);
-	printf("  connections   %llu   %.1f/s\n", (unsigned long long)s->calls,
-	    per_second(s->calls, s->seconds));
-	if (s->rounds != s->calls)
-		printf("  round trips   %llu   %.1f/s\n",
-		    (unsigned long long)s->rounds,
-		    per_second(s->rounds, s->seconds));
+	report_calls(o, s);
 	printf("  bytes in      %s   %s/s\n",
 	    fmt_bytes(a, sizeof a, (double)s->bytes_in),
 	    fmt_bytes(b, sizeof b, per_second(s->bytes_in, s->seconds)));

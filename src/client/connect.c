@@ -5,7 +5,7 @@
  * the socket on fds 6 and 7 (UCSPI, as tcpclient).
  */
 #include "../cli/args.h"
-#include "../cli/log.h"
+#include "../log/log.h"
 #include "client.h"
 
 #include <errno.h>
@@ -21,40 +21,90 @@ struct dial_result {
 	const struct pbx_addr *source;
 };
 
+/* Dialing from each source candidate in turn, on one loop. */
+struct dialing {
+	struct pbx_loop *loop;
+	const struct pbx_addr *from;
+	int nfrom, next; /* source candidates, the next one to try */
+	struct pbx_dialer d;
+	struct dial_result *res;
+	int fd; /* the connected socket, or -1 */
+};
+
+/* Dial from the next source candidate; false when none is left. */
+static bool
+dial_next_source(struct dialing *g)
+{
+	if (g->next >= (g->nfrom > 0 ? g->nfrom : 1))
+		return false;
+	g->d.source = g->nfrom > 0 ? &g->from[g->next] : NULL;
+	g->next++;
+	int r = pbx_dialer_start(g->loop, &g->d);
+	if (r < 0) {
+		*g->res = (struct dial_result){
+		    .err = r, .step = PBX_DIAL_SOCKET, .source = g->d.source};
+		return false;
+	}
+	return true;
+}
+
+static void
+on_dialed(struct pbx_dialer *d, int fd)
+{
+	struct dialing *g = d->data;
+
+	if (fd >= 0) {
+		g->fd = fd;
+		return;
+	}
+	/* failed_step 0: no target of this source's family. */
+	if (d->failed_step != 0) {
+		*g->res = (struct dial_result){.err = fd,
+		    .step = d->failed_step,
+		    .tried = *d->tried,
+		    .source = d->source};
+		if (d->failed_step != PBX_DIAL_CONNECT)
+			return; /* the source itself is unusable */
+	}
+	dial_next_source(g);
+}
+
 /*
  * Try each source candidate in turn (":PORT" gives "::" and "0.0.0.0");
- * pbx_dial only pairs a source with targets of its own family.
+ * the dialer only pairs a source with targets of its own family. The
+ * socket stays non-blocking: the relay wants it so, and a program gets it
+ * blocking from pbx_exec.
  */
 static int
 dial_all(const struct client_opts *o, const struct pbx_addr *to, int nto,
     const struct pbx_addr *from, int nfrom, struct dial_result *res)
 {
-	int step;
-	struct pbx_dial_opts d = {
-	    .timeout_ms = o->timeout_ms,
-	    .trace = log_tracing() ? log_trace_cb : NULL,
-	    .failed_step = &step,
-	};
-	struct pbx_addr tried;
+	struct dialing g = {.from = from,
+	    .nfrom = nfrom,
+	    .d = {.addrs = to,
+		.naddrs = (size_t)nto,
+		.timeout_ms = o->timeout_ms,
+		.trace = log_tracing() ? log_trace_cb : NULL,
+		.cb = on_dialed},
+	    .res = res,
+	    .fd = -1};
 
-	d.tried = &tried;
+	g.d.data = &g;
 	*res = (struct dial_result){.err = -EAFNOSUPPORT};
-	for (int i = 0; i < (nfrom > 0 ? nfrom : 1); i++) {
-		step = 0;
-		d.source = nfrom > 0 ? &from[i] : NULL;
-		int fd = pbx_dial(to, (size_t)nto, &d);
-		if (fd >= 0)
-			return fd;
-		if (step == 0)
-			continue; /* no target of this source's family */
-		*res = (struct dial_result){.err = fd,
-		    .step = step,
-		    .tried = tried,
-		    .source = d.source};
-		if (step != PBX_DIAL_CONNECT)
-			break; /* the source itself is unusable */
+	int r = pbx_loop_new(&g.loop);
+	if (r < 0) {
+		*res = (struct dial_result){.err = r, .step = PBX_DIAL_SOCKET};
+		return r;
 	}
-	return res->err;
+	if (dial_next_source(&g))
+		r = pbx_loop_run(g.loop);
+	if (g.fd < 0 && r < 0) {
+		pbx_dialer_cancel(&g.d);
+		*res = (struct dial_result){
+		    .err = r, .step = PBX_DIAL_SOCKET, .source = g.d.source};
+	}
+	pbx_loop_free(g.loop);
+	return g.fd >= 0 ? g.fd : res->err;
 }
 
 static void
@@ -65,6 +115,11 @@ report_dial(const struct client_opts *o, const struct dial_result *res)
 	switch (res->step) {
 	case PBX_DIAL_SOCKET:
 	case PBX_DIAL_BIND:
+		if (res->source == NULL) {
+			log_error(
+			    "dial %s: %s", o->address, pbx_strerror(res->err));
+			return;
+		}
 		pbx_addr_format(res->source, text, sizeof text);
 		log_error("%s %s: %s",
 		    res->step == PBX_DIAL_BIND ? "bind" : "socket", text,

@@ -17,4 +17,11 @@ uint64_t pbx__now_ms(void);
 /* "AF_INET" or "AF_INET6", for trace lines. */
 const char *pbx__family_name(int family);
 
+/* socket(family, SOCK_STREAM) with SOCK_CLOEXEC | flags, traced: the fd or
+ * -errno. */
+int pbx__socket(int family, int flags, pbx_trace_cb trace, void *arg);
+
+/* bind, traced (done or failed): 0 or -errno. */
+int pbx__bind(int fd, const struct pbx_addr *a, pbx_trace_cb trace, void *arg);
+
 #endif /* PBX_INTERNAL_H */

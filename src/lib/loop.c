@@ -24,7 +24,7 @@ struct pbx_loop {
 	/* Timers: a binary min-heap on due_ms; t->slot is index + 1. */
 	struct pbx_timer **heap; /* owned array, borrowed timers */
 	size_t nheap, heap_cap;
-	unsigned timer_pass; /* counts run_timers calls */
+	uint32_t timer_pass; /* counts run_timers calls */
 
 	/* Signals: one signalfd for every watched signal. */
 	int sigfd;
@@ -36,6 +36,15 @@ struct pbx_loop {
 	/* The batch being dispatched, so a stopped watcher is not called. */
 	struct epoll_event *events; /* pbx_loop_run's batch, on its stack */
 	int cur, nready;
+
+	/* Fed events (pbx_io_feed): delivered before the next wait. */
+	struct fed_event *fed; /* owned array */
+	size_t nfed, fed_cap;
+};
+
+struct fed_event {
+	struct pbx_io *w; /* borrowed; NULL once dropped */
+	unsigned events;
 };
 
 int
@@ -67,6 +76,7 @@ pbx_loop_free(struct pbx_loop *loop)
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
 	free(loop->heap);
+	free(loop->fed);
 	free(loop);
 }
 
@@ -119,27 +129,76 @@ pbx_io_start(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	return r;
 }
 
+/* Drop what is fed to w: it is stopping and may be freed. */
+static void
+unfeed(struct pbx_loop *loop, const struct pbx_io *w)
+{
+	for (size_t i = 0; i < loop->nfed; i++)
+		if (loop->fed[i].w == w)
+			loop->fed[i].w = NULL;
+}
+
 void
 pbx_io_stop(struct pbx_loop *loop, struct pbx_io *w)
 {
-	if (w->events == 0)
-		return;
-	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (w->events != 0)
+		epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	pbx_io_forget(loop, w);
 }
 
 void
 pbx_io_forget(struct pbx_loop *loop, struct pbx_io *w)
 {
+	if (loop->nfed > 0)
+		unfeed(loop, w);
 	if (w->events == 0)
 		return;
 	w->events = 0;
-
 	loop->active--;
 	/* An event for w later in this batch must not reach freed memory. */
 	for (int i = loop->cur + 1; i < loop->nready; i++)
 		if (loop->events[i].data.ptr == w)
 			loop->events[i].data.ptr = NULL;
+}
+
+int
+pbx_io_feed(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	if (loop->nfed == loop->fed_cap) {
+		size_t cap = loop->fed_cap ? loop->fed_cap * 2 : 64;
+		struct fed_event *f = realloc(loop->fed, cap * sizeof *f);
+		if (f == NULL)
+			return -ENOMEM;
+		loop->fed = f;
+		loop->fed_cap = cap;
+	}
+	loop->fed[loop->nfed++] = (struct fed_event){.w = w, .events = events};
+	return 0;
+}
+
+/*
+ * Deliver what was fed before this pass; what the callbacks feed now
+ * waits for the next pass, after epoll has been asked (with a zero
+ * timeout), so a watcher that feeds itself cannot starve the others.
+ */
+static void
+run_fed(struct pbx_loop *loop)
+{
+	size_t n = loop->nfed;
+
+	for (size_t i = 0; i < n && !loop->stopping; i++) {
+		struct fed_event f = loop->fed[i];
+		if (f.w != NULL) {
+			loop->fed[i].w = NULL;
+			f.w->cb(loop, f.w, f.events);
+		}
+	}
+	/* Keep what was fed meanwhile (or not delivered after a stop). */
+	size_t kept = 0;
+	for (size_t i = 0; i < loop->nfed; i++)
+		if (loop->fed[i].w != NULL)
+			loop->fed[kept++] = loop->fed[i];
+	loop->nfed = kept;
 }
 
 /* ---- timers ---- */
@@ -154,7 +213,7 @@ static void
 heap_set(struct pbx_loop *loop, size_t i, struct pbx_timer *t)
 {
 	loop->heap[i] = t;
-	t->slot = i + 1;
+	t->slot = (uint32_t)(i + 1);
 }
 
 static void
@@ -396,6 +455,8 @@ pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c)
 static int
 next_timeout(const struct pbx_loop *loop)
 {
+	if (loop->nfed > 0)
+		return 0; /* fed meanwhile: look at the fds, then deliver */
 	if (loop->nheap == 0)
 		return -1;
 	uint64_t due = loop->heap[0]->due_ms;
@@ -439,8 +500,11 @@ pbx_loop_run(struct pbx_loop *loop)
 	int r = 0;
 
 	loop->events = events;
-	loop->stopping = false;
-	while (!loop->stopping && (loop->active > 0 || loop->nheap > 0)) {
+	for (;;) {
+		run_fed(loop);
+		if (loop->stopping ||
+		    (loop->active == 0 && loop->nheap == 0 && loop->nfed == 0))
+			break;
 		/* The timeout is recomputed after EINTR, never reused stale. */
 		int n = epoll_wait(
 		    loop->epfd, events, LOOP_BATCH, next_timeout(loop));
@@ -457,5 +521,6 @@ pbx_loop_run(struct pbx_loop *loop)
 	}
 	loop->events = NULL;
 	loop->cur = loop->nready = 0;
+	loop->stopping = false; /* the next run starts afresh */
 	return r;
 }

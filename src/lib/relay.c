@@ -1,254 +1,311 @@
 /* SPDX-License-Identifier: MIT */
-/* relay.c: copy a local pair and a socket both ways, half-close included. */
+/*
+ * relay.c: bytes both ways between two sides on the loop, half-close
+ * carried; and pbx_relay, the same on a private loop for simple callers.
+ */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #define RELAY_BUF 65536
 
-/*
- * The relay runs on a private pbx_loop. The socket is non-blocking, so a
- * peer that stops reading never stops us from reading what it sends (a
- * blocking write there can deadlock against an echoing peer). The local
- * output stays as the caller set it: changing a terminal's O_NONBLOCK
- * would change it for the shell too. A local input that epoll cannot
- * watch (a regular file, /dev/null) is always ready: a zero timer stands
- * in for its readiness.
- */
-struct relay {
-	int in_fd, out_fd, sock_fd, flags;
-	struct pbx_loop *loop;
-	struct pbx_io in_io, sock_io;
-	struct pbx_timer in_tick; /* when in_fd cannot be watched */
-	bool in_pollable;
-	char *up; /* owned: local -> socket */
-	size_t up_off, up_len;
-	bool in_eof, sock_eof, shut;
-	char *down; /* owned: socket -> local */
-	struct pbx_relay_stats *stats;
-	int err, where;
-};
+enum { A_TO_B, B_TO_A };
 
-static void
-fail(struct relay *r, int err, int side)
+/* Which side a direction reads from (0 A, 1 B) and writes to. */
+static int
+side_from(int d)
 {
-	if (r->err == 0) {
-		r->err = err;
-		r->where = side;
-	}
-	pbx_loop_stop(r->loop);
-}
-
-/* Push pending local bytes into the socket as far as it takes them. */
-static void
-flush_up(struct relay *r)
-{
-	while (r->up_off < r->up_len) {
-		ssize_t n = pbx_write_some(
-		    r->sock_fd, r->up + r->up_off, r->up_len - r->up_off);
-		if (n == -EAGAIN)
-			return;
-		if (n < 0) {
-			fail(r, (int)n, 1);
-			return;
-		}
-		r->up_off += (size_t)n;
-		r->stats->to_socket += (uint64_t)n;
-	}
-	r->up_off = r->up_len = 0;
-}
-
-static void
-read_local(struct relay *r)
-{
-	ssize_t n = pbx_read_some(r->in_fd, r->up, RELAY_BUF);
-
-	if (n == -EAGAIN)
-		return;
-	if (n == -EBADF || n == 0) {
-		r->in_eof = true;
-		return;
-	}
-	if (n < 0) {
-		fail(r, (int)n, 0);
-		return;
-	}
-	r->up_len = (size_t)n;
-	flush_up(r);
-}
-
-static void
-read_socket(struct relay *r)
-{
-	ssize_t n = pbx_read_some(r->sock_fd, r->down, RELAY_BUF);
-
-	if (n == -EAGAIN)
-		return;
-	if (n == 0) {
-		r->sock_eof = true;
-		return;
-	}
-	if (n < 0) {
-		fail(r, (int)n, 1);
-		return;
-	}
-	ssize_t w = pbx_write_all(r->out_fd, r->down, (size_t)n);
-	if (w < 0) {
-		fail(r, (int)w, 0);
-		return;
-	}
-	r->stats->from_socket += (uint64_t)n;
-}
-
-/*
- * Done when the socket has ended and the bytes already read from the
- * local side have gone out (a peer that half-closed may still read them);
- * with WAIT_LOCAL, only when the local side has ended too.
- */
-static bool
-finished(const struct relay *r)
-{
-	bool local_done = r->in_eof && r->up_len == 0;
-
-	if (!r->sock_eof || r->up_len > 0)
-		return false;
-	return !(r->flags & PBX_RELAY_WAIT_LOCAL) || local_done;
-}
-
-/* After every event: half-close if due, then watch what can move next. */
-static void
-update(struct relay *r)
-{
-	if (r->err != 0)
-		return;
-	if (finished(r)) {
-		pbx_loop_stop(r->loop);
-		return;
-	}
-	if (r->in_eof && r->up_len == 0 && !r->shut) {
-		r->shut = true;
-		int e = pbx_shutdown_write(r->sock_fd);
-		if (e < 0 && e != -ENOTCONN) {
-			fail(r, e, 1);
-			return;
-		}
-	}
-	/* After the socket's end, local input is read only with WAIT_LOCAL. */
-	bool want_in = !r->in_eof && r->up_len == 0 &&
-		       (!r->sock_eof || (r->flags & PBX_RELAY_WAIT_LOCAL));
-
-	unsigned sock_ev = (r->sock_eof ? 0 : PBX_READABLE) |
-			   (r->up_len > 0 ? PBX_WRITABLE : 0);
-	int e = pbx_io_start(r->loop, &r->sock_io, sock_ev);
-	if (e == 0 && r->in_pollable)
-		e = pbx_io_start(
-		    r->loop, &r->in_io, want_in ? PBX_READABLE : 0);
-	else if (e == 0 && want_in)
-		e = pbx_timer_start(r->loop, &r->in_tick, 0);
-	else if (e == 0)
-		pbx_timer_stop(r->loop, &r->in_tick);
-	if (e < 0)
-		fail(r, e, 0);
-	else if (sock_ev == 0 && !want_in)
-		pbx_loop_stop(r->loop); /* nothing left that could move */
-}
-
-static void
-on_in(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
-{
-	struct relay *r = w->data;
-
-	(void)loop;
-	(void)events;
-	read_local(r);
-	update(r);
-}
-
-static void
-on_in_tick(struct pbx_loop *loop, struct pbx_timer *t)
-{
-	struct relay *r = t->data;
-
-	(void)loop;
-	read_local(r);
-	update(r);
-}
-
-static void
-on_sock(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
-{
-	struct relay *r = w->data;
-
-	(void)loop;
-	if (events & PBX_WRITABLE)
-		flush_up(r);
-	if (r->err == 0 && (events & (PBX_READABLE | PBX_HANGUP)))
-		read_socket(r);
-	update(r);
+	return d == A_TO_B ? 0 : 1;
 }
 
 static int
-relay_setup(struct relay *r)
+side_to(int d)
 {
-	int e = pbx_set_nonblock(r->sock_fd, true);
+	return d == A_TO_B ? 1 : 0;
+}
 
+static struct pbx_stream **
+streams(struct pbx_relay *r, int i)
+{
+	struct pbx_stream **all[4] = {&r->a_in, &r->a_out, &r->b_in, &r->b_out};
+	return all[i];
+}
+
+static int
+dir_of_reader(const struct pbx_relay *r, const struct pbx_stream *s)
+{
+	return r->dir[A_TO_B].from == s ? A_TO_B : B_TO_A;
+}
+
+/* Give the streams back their owner's callbacks; free idle buffers. */
+static void
+finish(struct pbx_relay *r)
+{
+	r->running = false;
+	pbx_stream_read_stop(r->a_in);
+	pbx_stream_read_stop(r->b_in);
+	for (int i = 3; i >= 0; i--) {
+		struct pbx_stream *s = *streams(r, i);
+		s->ops = r->saved_ops[i];
+		s->data = r->saved_data[i];
+	}
+	for (int d = 0; d < 2; d++) {
+		/* A write still queued reads its buffer: freed when done. */
+		if (!r->dir[d].writing) {
+			free(r->dir[d].buf);
+			r->dir[d].buf = NULL;
+		}
+	}
+	r->a_to_b = r->dir[A_TO_B].bytes;
+	r->b_to_a = r->dir[B_TO_A].bytes;
+	r->cb(r);
+}
+
+static void
+fail(struct pbx_relay *r, int err, int side)
+{
+	if (!r->running)
+		return;
+	r->err = err;
+	r->where = side;
+	finish(r);
+}
+
+/*
+ * Done when both directions have ended and are written; with END_WITH_B,
+ * once B's input has ended and nothing is in flight either way.
+ */
+static void
+check_done(struct pbx_relay *r)
+{
+	const struct pbx_relay_dir *ab = &r->dir[A_TO_B], *ba = &r->dir[B_TO_A];
+
+	if (!r->running || ab->writing || ba->writing || !ba->ended)
+		return;
+	if (ab->ended || (r->flags & PBX_RELAY_END_WITH_B))
+		finish(r);
+}
+
+/* The end of a direction's input becomes the end of its output. */
+static void
+carry_end(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+
+	if (!x->ended || x->writing || x->shut)
+		return;
+	x->shut = true;
+	int e = pbx_stream_shutdown(x->to);
 	if (e < 0)
-		return e;
-	r->up = malloc(RELAY_BUF);
-	r->down = malloc(RELAY_BUF);
-	if (r->up == NULL || r->down == NULL)
-		return -ENOMEM;
-	e = pbx_loop_new(&r->loop);
-	if (e < 0)
-		return e;
-	r->sock_io =
-	    (struct pbx_io){.fd = r->sock_fd, .cb = on_sock, .data = r};
-	r->in_io = (struct pbx_io){.fd = r->in_fd, .cb = on_in, .data = r};
-	r->in_tick = (struct pbx_timer){.cb = on_in_tick, .data = r};
-	/* epoll refuses regular files and some devices (EPERM), and a
-	 * closed stdin (EBADF) is simply at its end. */
-	e = pbx_io_start(r->loop, &r->in_io, PBX_READABLE);
-	r->in_pollable = e == 0;
-	if (e == -EBADF)
-		r->in_eof = true;
-	else if (e < 0 && e != -EPERM)
-		return e;
-	return 0;
+		fail(r, e, side_to(d));
+}
+
+/* Read on in this direction unless it waits, has ended, or is moot. */
+static void
+resume(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+	bool moot = d == A_TO_B && (r->flags & PBX_RELAY_END_WITH_B) &&
+		    r->dir[B_TO_A].ended;
+
+	if (!r->running || x->ended || x->writing || moot)
+		return;
+	int e = pbx_stream_read_start(x->from);
+	if (e == -EBADF) { /* a closed input is at its end */
+		x->ended = true;
+		carry_end(r, d);
+	} else if (e < 0) {
+		fail(r, e, side_from(d));
+	}
+}
+
+static void
+on_written(struct pbx_stream *s, struct pbx_write *w, int status)
+{
+	struct pbx_relay *r = w->data;
+	int d = w == &r->dir[A_TO_B].w ? A_TO_B : B_TO_A;
+	struct pbx_relay_dir *x = &r->dir[d];
+
+	(void)s;
+	x->writing = false;
+	if (!r->running) {
+		free(x->buf);
+		x->buf = NULL;
+		return;
+	}
+	if (status < 0) {
+		fail(r, status, side_to(d));
+		return;
+	}
+	x->bytes += w->len;
+	carry_end(r, d);
+	resume(r, d);
+	check_done(r);
+}
+
+/* Bytes read: write what the other side takes now, queue the rest. */
+static void
+pass_on(struct pbx_relay *r, int d, char *buf, size_t n)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+	ssize_t w = pbx_stream_try_write(x->to, buf, n);
+
+	if (w == (ssize_t)n) {
+		x->bytes += n;
+		return;
+	}
+	if (w < 0 && w != -EAGAIN) {
+		fail(r, (int)w, side_to(d));
+		return;
+	}
+	size_t sent = w > 0 ? (size_t)w : 0;
+	x->bytes += sent;
+	x->w = (struct pbx_write){
+	    .buf = buf + sent, .len = n - sent, .cb = on_written, .data = r};
+	/* Backpressure: no more reading until the other side has taken it. */
+	x->writing = true;
+	pbx_stream_read_stop(x->from);
+	int e = pbx_stream_write(x->to, &x->w);
+	if (e < 0) {
+		x->writing = false;
+		fail(r, e, side_to(d));
+	}
+}
+
+static void
+on_alloc(struct pbx_stream *s, char **buf, size_t *len)
+{
+	struct pbx_relay *r = s->data;
+
+	*buf = r->dir[dir_of_reader(r, s)].buf;
+	*len = RELAY_BUF;
+}
+
+static void
+on_read(struct pbx_stream *s, ssize_t n, char *buf)
+{
+	struct pbx_relay *r = s->data;
+	int d = dir_of_reader(r, s);
+
+	if (n > 0) {
+		pass_on(r, d, buf, (size_t)n);
+		return;
+	}
+	/* A closed local input (EBADF) is simply at its end. */
+	if (n < 0 && n != -EBADF) {
+		fail(r, (int)n, side_from(d));
+		return;
+	}
+	r->dir[d].ended = true;
+	if (d == B_TO_A && (r->flags & PBX_RELAY_END_WITH_B))
+		pbx_stream_read_stop(r->a_in);
+	carry_end(r, d);
+	check_done(r);
+}
+
+static const struct pbx_stream_ops relay_ops = {
+    .alloc = on_alloc,
+    .read = on_read,
+};
+
+int
+pbx_relay_start(struct pbx_relay *r)
+{
+	r->dir[A_TO_B] =
+	    (struct pbx_relay_dir){.from = r->a_in, .to = r->b_out};
+	r->dir[B_TO_A] =
+	    (struct pbx_relay_dir){.from = r->b_in, .to = r->a_out};
+	r->err = 0;
+	r->where = 0;
+	for (int d = 0; d < 2; d++) {
+		r->dir[d].buf = malloc(RELAY_BUF);
+		if (r->dir[d].buf == NULL) {
+			free(r->dir[0].buf);
+			r->dir[0].buf = NULL;
+			return -ENOMEM;
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		struct pbx_stream *s = *streams(r, i);
+		r->saved_ops[i] = s->ops;
+		r->saved_data[i] = s->data;
+	}
+	for (int i = 0; i < 4; i++) {
+		struct pbx_stream *s = *streams(r, i);
+		s->ops = &relay_ops;
+		s->data = r;
+	}
+	r->running = true;
+	resume(r, A_TO_B);
+	resume(r, B_TO_A);
+	return r->running ? 0 : r->err;
+}
+
+/* ---- the blocking wrapper ---- */
+
+static void
+on_relay_done(struct pbx_relay *r)
+{
+	pbx_loop_stop(r->data);
+}
+
+/* Stop watching a borrowed fd without closing it. */
+static void
+let_go(struct pbx_stream *s)
+{
+	if (pbx_stream_release_fd(s) < 0)
+		pbx_io_stop(s->loop, &s->io);
 }
 
 int
 pbx_relay(int in_fd, int out_fd, int sock_fd, int flags,
     struct pbx_relay_stats *stats, int *where)
 {
-	struct pbx_relay_stats ignored = {0};
-	struct relay r = {
-	    .in_fd = in_fd,
-	    .out_fd = out_fd,
-	    .sock_fd = sock_fd,
-	    .flags = flags,
-	    .stats = stats != NULL ? stats : &ignored,
-	};
+	struct pbx_stream in, out, sock;
+	struct pbx_loop *loop;
+	int e = pbx_set_nonblock(sock_fd, true);
 
-	*r.stats = (struct pbx_relay_stats){0};
-	int e = relay_setup(&r);
+	if (e == 0)
+		e = pbx_loop_new(&loop);
 	if (e < 0) {
+		if (where != NULL)
+			*where = 1;
+		return e;
+	}
+	static const struct pbx_stream_ops none; /* the relay lends its own */
+
+	pbx_stream_init(&in, loop, in_fd, NULL, &none);
+	pbx_stream_init(&out, loop, out_fd, NULL, &none);
+	pbx_stream_init(&sock, loop, sock_fd, NULL, &none);
+	struct pbx_relay r = {
+	    .a_in = &in,
+	    .a_out = in_fd == out_fd ? &in : &out,
+	    .b_in = &sock,
+	    .b_out = &sock,
+	    .flags = (flags & PBX_RELAY_WAIT_LOCAL) ? 0 : PBX_RELAY_END_WITH_B,
+	    .cb = on_relay_done,
+	    .data = loop,
+	};
+	e = pbx_relay_start(&r);
+	if (e < 0 && r.err == 0) {
 		r.err = e;
 		r.where = 1;
-	} else {
-		update(&r);
-		e = pbx_loop_run(r.loop);
-		if (e < 0 && r.err == 0)
-			r.err = e;
+	} else if (e == 0) {
+		e = pbx_loop_run(loop);
+		if (r.running) /* nothing left that could move, or epoll failed
+				*/
+			fail(&r, e, 1);
 	}
-	if (r.loop != NULL) {
-		pbx_io_stop(r.loop, &r.in_io);
-		pbx_io_stop(r.loop, &r.sock_io);
-		pbx_loop_free(r.loop);
-	}
-	free(r.up);
-	free(r.down);
+	let_go(&in);
+	let_go(&out);
+	let_go(&sock);
+	pbx_loop_free(loop);
+	for (int d = 0; d < 2; d++)
+		free(r.dir[d].buf);
+	if (stats != NULL)
+		*stats = (struct pbx_relay_stats){
+		    .to_socket = r.a_to_b, .from_socket = r.b_to_a};
 	if (where != NULL && r.err != 0)
 		*where = r.where;
 	return r.err;

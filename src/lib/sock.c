@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* sock.c: the paper's socket steps: listen, dial (bind first), accept. */
+/* sock.c: the paper's socket steps: listen and accept (dial.c dials). */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,8 +38,8 @@ close_keep(int fd, int err)
 	return err;
 }
 
-static int
-new_socket(int family, int flags, pbx_trace_cb trace, void *arg)
+int
+pbx__socket(int family, int flags, pbx_trace_cb trace, void *arg)
 {
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
 	if (fd < 0)
@@ -50,8 +49,8 @@ new_socket(int family, int flags, pbx_trace_cb trace, void *arg)
 	return fd;
 }
 
-static int
-bind_traced(int fd, const struct pbx_addr *a, pbx_trace_cb trace, void *arg)
+int
+pbx__bind(int fd, const struct pbx_addr *a, pbx_trace_cb trace, void *arg)
 {
 	char text[PBX_ADDR_STRLEN];
 
@@ -83,7 +82,7 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 	if (o == NULL)
 		o = &defaults;
 	int backlog = o->backlog > 0 ? o->backlog : SOMAXCONN;
-	int fd = new_socket(
+	int fd = pbx__socket(
 	    family, o->nonblock ? SOCK_NONBLOCK : 0, o->trace, o->trace_arg);
 	if (fd < 0)
 		return fd;
@@ -96,7 +95,7 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 		r = set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, o->v6only);
 	if (r < 0)
 		return close_keep(fd, r);
-	r = bind_traced(fd, addr, o->trace, o->trace_arg);
+	r = pbx__bind(fd, addr, o->trace, o->trace_arg);
 	if (r < 0)
 		return close_keep(fd, r);
 	if (o->bind_only)
@@ -105,129 +104,6 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 		return close_keep(fd, -errno);
 	pbx__trace(o->trace, o->trace_arg, "listen(%d, %d)", fd, backlog);
 	return fd;
-}
-
-int
-pbx_dial_start(const struct pbx_addr *addr, const struct pbx_addr *source,
-    bool *in_progress)
-{
-	int fd = new_socket(pbx_addr_family(addr), SOCK_NONBLOCK, NULL, NULL);
-	if (fd < 0)
-		return fd;
-	if (source != NULL) {
-		int r = bind_traced(fd, source, NULL, NULL);
-		if (r < 0)
-			return close_keep(fd, r);
-	}
-	*in_progress = false;
-	if (connect(fd, &addr->u.sa, addr->len) < 0) {
-		if (errno != EINPROGRESS)
-			return close_keep(fd, -errno);
-		*in_progress = true;
-	}
-	return fd;
-}
-
-int
-pbx_dial_finish(int fd)
-{
-	int err = 0;
-	socklen_t len = sizeof err;
-
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		return -errno;
-	return -err;
-}
-
-/* Wait for a non-blocking connect; the clock is checked across EINTR. */
-static int
-wait_connected(int fd, int timeout_ms)
-{
-	uint64_t deadline = pbx__now_ms() + (uint64_t)timeout_ms;
-	struct pollfd p = {.fd = fd, .events = POLLOUT};
-
-	for (;;) {
-		int wait = -1;
-		if (timeout_ms > 0) {
-			uint64_t now = pbx__now_ms();
-			if (now >= deadline)
-				return -ETIMEDOUT;
-			wait = (int)(deadline - now);
-		}
-		int n = poll(&p, 1, wait);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ETIMEDOUT;
-		return pbx_dial_finish(fd);
-	}
-}
-
-static int
-dial_fail(const struct pbx_dial_opts *o, int step, int err)
-{
-	if (o->failed_step != NULL)
-		*o->failed_step = step;
-	return err;
-}
-
-static int
-dial_one(const struct pbx_addr *addr, const struct pbx_dial_opts *o)
-{
-	char text[PBX_ADDR_STRLEN];
-	int r;
-
-	int fd = new_socket(
-	    pbx_addr_family(addr), SOCK_NONBLOCK, o->trace, o->trace_arg);
-	if (fd < 0)
-		return dial_fail(o, PBX_DIAL_SOCKET, fd);
-	if (o->source != NULL) {
-		r = bind_traced(fd, o->source, o->trace, o->trace_arg);
-		if (r < 0)
-			return dial_fail(o, PBX_DIAL_BIND, close_keep(fd, r));
-	}
-	pbx_addr_format(addr, text, sizeof text);
-	r = connect(fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
-	if (r == -EINPROGRESS)
-		r = wait_connected(fd, o->timeout_ms);
-	if (r == 0)
-		r = pbx_set_nonblock(fd, false);
-	pbx__trace(o->trace, o->trace_arg, "connect(%d, %s)%s%s", fd, text,
-	    r < 0 ? " failed: " : "", r < 0 ? pbx_strerror(r) : "");
-	if (r < 0)
-		return dial_fail(o, PBX_DIAL_CONNECT, close_keep(fd, r));
-	return fd;
-}
-
-int
-pbx_dial(const struct pbx_addr *addrs, size_t n, const struct pbx_dial_opts *o)
-{
-	static const struct pbx_dial_opts defaults;
-	int r = -EAFNOSUPPORT;
-
-	if (o == NULL)
-		o = &defaults;
-	for (size_t i = 0; i < n; i++) {
-		if (o->source != NULL &&
-		    pbx_addr_family(o->source) != pbx_addr_family(&addrs[i]))
-			continue;
-		if (o->tried != NULL)
-			*o->tried = addrs[i];
-		int step = 0;
-		struct pbx_dial_opts one = *o;
-		one.failed_step = &step;
-		r = dial_one(&addrs[i], &one);
-		if (r >= 0)
-			return r;
-		if (o->failed_step != NULL)
-			*o->failed_step = step;
-		/* A source that cannot be bound fails the same way for all. */
-		if (step != PBX_DIAL_CONNECT)
-			return r;
-	}
-	return r;
 }
 
 int

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -158,15 +159,45 @@ build_actions(
 	return r;
 }
 
+/*
+ * glibc keeps two signals for itself (32 and 33: thread cancellation and
+ * set*id across threads). sigfillset and sigaddset leave them out, and
+ * posix_spawn sets every signal outside the sigdefault set that it blocks
+ * around the clone, those two included, to SIG_IGN in the child, where
+ * exec keeps them ignored. Its own test of the set does not leave them
+ * out: a set with their bits resets them like any other. Those bits are
+ * what remains of an all-ones set once sigdelset has removed every signal
+ * it accepts.
+ */
+static void
+internal_signals(sigset_t *out)
+{
+	memset(out, 0xff, sizeof *out);
+	for (int sig = 1; sig < NSIG; sig++)
+		sigdelset(out, sig);
+}
+
+static void
+add_internal_signals(sigset_t *set)
+{
+	sigset_t internal;
+
+	internal_signals(&internal);
+	sigorset(set, set, &internal);
+}
+
 static int
 build_attr(posix_spawnattr_t *attr, const sigset_t *sigdefault)
 {
-	sigset_t all, none;
+	sigset_t dfl, none;
 
-	sigfillset(&all);
+	if (sigdefault != NULL)
+		dfl = *sigdefault;
+	else
+		sigfillset(&dfl);
+	add_internal_signals(&dfl);
 	sigemptyset(&none);
-	int r = posix_spawnattr_setsigdefault(
-	    attr, sigdefault != NULL ? sigdefault : &all);
+	int r = posix_spawnattr_setsigdefault(attr, &dfl);
 	if (r == 0)
 		r = posix_spawnattr_setsigmask(attr, &none);
 	if (r == 0)
@@ -259,6 +290,26 @@ pbx_find_program(const char *name, char *out, size_t size)
 	return last;
 }
 
+/*
+ * glibc's sigaction refuses its own 32 and 33 (EINVAL), so a process
+ * started with them ignored (by a parent's posix_spawn) would pass that on
+ * through exec: ask the kernel directly. An all-zero struct is SIG_DFL, no
+ * flags and an empty mask whatever the architecture's layout. Harmless
+ * here: this process is single-threaded and about to exec.
+ */
+static void
+reset_internal_signals(void)
+{
+	unsigned long zero[8] = {0}; /* >= any kernel struct sigaction */
+	sigset_t internal;
+
+	internal_signals(&internal);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&internal, sig) == 1)
+			syscall(SYS_rt_sigaction, sig, zero, NULL,
+			    (size_t)(NSIG / 8));
+}
+
 /* Default dispositions for every signal, as a fresh process would have. */
 static void
 reset_signals(const sigset_t *which)
@@ -266,10 +317,11 @@ reset_signals(const sigset_t *which)
 	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t none;
 
-	/* Fails harmlessly for 9, 19 and glibc's own 32 and 33. */
+	/* Fails harmlessly for 9 and 19; glibc's own 32 and 33 below. */
 	for (int sig = 1; sig < NSIG; sig++)
 		if (which == NULL || sigismember(which, sig) == 1)
 			sigaction(sig, &dfl, NULL);
+	reset_internal_signals();
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

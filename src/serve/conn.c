@@ -1,89 +1,307 @@
 /* SPDX-License-Identifier: MIT */
-/* conn.c: the connection record: its phases, its I/O, its end. */
-#include "../cli/log.h"
+/*
+ * conn.c: what a connection goes through: accepted, the stages, the
+ * handler's content, the end; its record, its deadline and its I/O
+ * through the stream.
+ */
+#include "../log/log.h"
+#include "emit.h"
 #include "serve.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CONN_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CONN_POISON 1
+#endif
+#endif
+#ifdef CONN_POISON
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Every field of the record is paid per idle connection. */
+_Static_assert(sizeof(struct serve_conn) <= 208, "connection record grew");
+
+#define LINGER_MS 1000
+
+static struct serve_conn *
+of_stream(struct pbx_stream *s)
+{
+	return (
+	    struct serve_conn *)(void *)((char *)s -
+					 offsetof(struct serve_conn, stream));
+}
+
+/* Milliseconds since the connection began (wraps after 49 days). */
+static uint32_t
+conn_now(const struct serve_conn *c)
+{
+	return (uint32_t)pbx_loop_now(c->srv->loop) - (uint32_t)c->started_ms;
+}
+
+/*
+ * A free record is poisoned in the sanitizer build, all but its pool
+ * link, so a use after the connection ended is caught.
+ */
+static void
+poison(struct serve_conn *c, bool on)
+{
+#ifdef CONN_POISON
+	char *rest = (char *)c + sizeof c->next;
+	size_t len = sizeof *c - sizeof c->next;
+	if (on)
+		ASAN_POISON_MEMORY_REGION(rest, len);
+	else
+		ASAN_UNPOISON_MEMORY_REGION(rest, len);
+#else
+	(void)c;
+	(void)on;
+#endif
+}
 
 static struct serve_conn *
 conn_get(struct serve *srv)
 {
 	struct serve_conn *c = srv->pool;
 
-	if (c != NULL)
-		srv->pool = c->next_free;
-	else
+	if (c != NULL) {
+		srv->pool = c->next;
+		poison(c, false);
+	} else {
 		c = malloc(sizeof *c);
+	}
 	if (c == NULL)
 		return NULL;
 	memset(c, 0, sizeof *c);
-	c->next_live = srv->conns;
+	c->next = srv->conns;
 	if (srv->conns != NULL)
-		srv->conns->prev_live = c;
+		srv->conns->prev = c;
 	srv->conns = c;
 	return c;
 }
 
+/* Back to the pool: the connection is over and its stream closed. */
 static void
-conn_put(struct serve *srv, struct serve_conn *c)
+conn_recycle(struct serve_conn *c)
 {
-	if (c->prev_live != NULL)
-		c->prev_live->next_live = c->next_live;
+	struct serve *srv = c->srv;
+
+	if (srv->opts->handler->release != NULL)
+		srv->opts->handler->release(c);
+	pbx_timer_stop(srv->loop, &c->timer);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
 	else
-		srv->conns = c->next_live;
-	if (c->next_live != NULL)
-		c->next_live->prev_live = c->prev_live;
-	c->next_free = srv->pool;
+		srv->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->next = srv->pool;
 	srv->pool = c;
+	poison(c, true);
 }
 
-#define LINGER_MS 1000
-
-static void drain(struct serve_conn *c);
-
-static void
-on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+void
+serve_conns_free(struct serve *srv)
 {
-	struct serve_conn *c = w->data;
-
-	(void)loop;
-	if (c->draining)
-		drain(c);
-	else
-		c->srv->opts->handler->ready(c, events);
-}
-
-/* Read and drop what the caller still sends, until its end. */
-static void
-drain(struct serve_conn *c)
-{
-	for (;;) {
-		ssize_t n = conn_read(c, c->srv->scratch, c->srv->scratch_size);
-		if (n == -EAGAIN)
-			return;
-		if (n <= 0) {
-			conn_end(c, n == 0 ? 0 : (int)n);
-			return;
-		}
+	while (srv->pool != NULL) {
+		struct serve_conn *c = srv->pool;
+		poison(c, false);
+		srv->pool = c->next;
+		free(c);
 	}
 }
 
+/* ---- the deadline ---- */
+
 static void
-on_linger_timeout(struct pbx_loop *loop, struct pbx_timer *t)
+on_deadline(struct pbx_loop *loop, struct pbx_timer *t)
 {
-	(void)loop;
-	conn_end(t->data, 0);
+	struct serve_conn *c = t->data;
+	uint32_t now = conn_now(c);
+
+	if (c->due_ms == 0)
+		return;
+	if (now < c->due_ms) { /* moved later since the timer was set */
+		pbx_timer_start(loop, t, c->due_ms - now);
+		return;
+	}
+	/* A linger that ran out has drained enough: a clean end. */
+	conn_end(c, c->phase == CONN_LINGER ? 0 : -ETIMEDOUT);
+}
+
+/*
+ * The connection's time is up ms from now. The heap is touched only when
+ * the timer would fire too late; moving the deadline later is free.
+ */
+static int
+conn_set_deadline(struct serve_conn *c, uint32_t ms)
+{
+	uint64_t due = pbx_loop_now(c->srv->loop) + ms;
+
+	c->due_ms = conn_now(c) + ms;
+	if (c->due_ms == 0)
+		c->due_ms = 1;
+	if (c->timer.slot != 0 && c->timer.due_ms <= due)
+		return 0;
+	return pbx_timer_start(c->srv->loop, &c->timer, ms);
+}
+
+/* ---- the stream's callbacks, one table for every connection ---- */
+
+static void
+on_alloc(struct pbx_stream *s, char **buf, size_t *len)
+{
+	struct serve *srv = of_stream(s)->srv;
+
+	*buf = srv->scratch;
+	*len = srv->scratch_size;
+}
+
+/* Linger: read and drop the caller's last bytes, until its end. */
+static void
+linger_read(struct serve_conn *c, ssize_t n)
+{
+	if (n <= 0)
+		conn_end(c, (int)n);
+}
+
+static void
+on_read(struct pbx_stream *s, ssize_t n, char *buf)
+{
+	struct serve_conn *c = of_stream(s);
+
+	c->active_ms = conn_now(c);
+	log_trace("read(%d) = %zd", s->io.fd, n);
+	if (c->phase == CONN_LINGER)
+		linger_read(c, n);
+	else if (c->phase == CONN_CONTENT)
+		c->srv->opts->handler->read(c, n, buf);
+}
+
+static void
+on_closed(struct pbx_stream *s, int status)
+{
+	(void)status;
+	conn_recycle(of_stream(s));
+}
+
+static const struct pbx_stream_ops conn_ops = {
+    .alloc = on_alloc,
+    .read = on_read,
+    .shutdown = NULL,
+    .close = on_closed,
+};
+
+/* ---- the phases ---- */
+
+static void
+conn_content(struct serve_conn *c)
+{
+	c->phase = CONN_CONTENT;
+	c->srv->opts->handler->start(c);
+}
+
+/* Run the stages from where the connection is; then the content. */
+static void
+conn_advance(struct serve_conn *c)
+{
+	const struct serve_opts *o = c->srv->opts;
+
+	c->phase = CONN_STAGES;
+	switch (serve_stages_run(o->stages, o->nstages, &c->stage, c)) {
+	case SERVE_NEXT:
+		conn_content(c);
+		return;
+	case SERVE_WAIT:
+		return;
+	case SERVE_END:
+		conn_end(c, 0);
+		return;
+	}
+}
+
+void
+conn_resume(struct serve_conn *c, enum serve_verdict v)
+{
+	switch (v) {
+	case SERVE_NEXT:
+		c->stage++;
+		conn_advance(c);
+		return;
+	case SERVE_WAIT:
+		return;
+	case SERVE_END:
+		conn_end(c, 0);
+		return;
+	}
+}
+
+void
+serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
+{
+	struct serve_conn *c = conn_get(srv);
+
+	if (c == NULL) {
+		log_error("accept: %s", pbx_strerror(-ENOMEM));
+		close(fd);
+		return;
+	}
+	pbx_stream_init(&c->stream, srv->loop, fd, NULL, &conn_ops);
+	c->srv = srv;
+	c->remote = *remote;
+	c->started_ms = (uint32_t)pbx_loop_now(srv->loop);
+	c->timer = (struct pbx_timer){.cb = on_deadline, .data = c};
+	c->phase = CONN_ACCEPTED;
+	srv->live++;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+	/* A fork child's accept was the parent's event. */
+	if (!srv->in_child && serve_emitting()) {
+		struct pbx_addr local;
+		conn_local(c, &local);
+		serve_emit_accept(remote, &local, 0);
+	}
+	conn_advance(c);
+}
+
+void
+conn_end(struct serve_conn *c, int err)
+{
+	struct serve *srv = c->srv;
+
+	if (c->phase == CONN_CLOSING)
+		return;
+	if (serve_emitting()) {
+		const struct pbx_stream *s = &c->stream;
+		bool bytes = c->phase != CONN_PROGRAM;
+		serve_emit_end(&c->remote, bytes, s->bytes_in, s->bytes_out,
+		    conn_now(c), err);
+	}
+	bool released = c->phase == CONN_PROGRAM;
+	c->phase = CONN_CLOSING;
+	c->due_ms = 0;
+	srv->live--;
+	serve_pause_accept(srv, srv->live >= srv->limit);
+	if (released) {
+		conn_recycle(c); /* the program had the socket */
+		return;
+	}
+	log_trace("close(%d)", c->stream.io.fd);
+	pbx_stream_close(&c->stream); /* then on_closed recycles it */
 }
 
 void
 conn_finish(struct serve_conn *c)
 {
+	struct serve *srv = c->srv;
 	ssize_t n =
-	    pbx_read_some(c->io.fd, c->srv->scratch, c->srv->scratch_size);
+	    pbx_stream_try_read(&c->stream, srv->scratch, srv->scratch_size);
 
 	if (n == 0 || n == -EAGAIN) {
 		conn_end(c, 0); /* nothing unread: a plain close is clean */
@@ -93,194 +311,125 @@ conn_finish(struct serve_conn *c)
 		conn_end(c, (int)n);
 		return;
 	}
-
-	c->bytes_in += (uint64_t)n;
-	free(c->pending); /* all written: the space becomes the timer */
-	c->draining = true;
-	c->linger = (struct pbx_timer){.cb = on_linger_timeout, .data = c};
-	int r = conn_shutdown_write(c);
+	c->phase = CONN_LINGER;
+	int r = pbx_stream_shutdown(&c->stream);
 	if (r == 0)
-		r = pbx_timer_start(c->srv->loop, &c->linger, LINGER_MS);
+		r = conn_set_deadline(c, LINGER_MS);
 	if (r == 0)
-		r = pbx_io_start(c->srv->loop, &c->io, PBX_READABLE);
+		r = pbx_stream_read_start(&c->stream);
 	if (r < 0)
 		conn_end(c, r);
-}
-
-void
-serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
-{
-	struct serve_conn *c = conn_get(srv);
-	char rtext[PBX_ADDR_STRLEN], ltext[PBX_ADDR_STRLEN];
-
-	if (c == NULL) {
-		log_error("accept: %s", pbx_strerror(-ENOMEM));
-		close(fd);
-		return;
-	}
-	/* Phase 1, accepted: the record knows both ends, nothing else ran. */
-	c->io = (struct pbx_io){.fd = fd, .cb = on_ready, .data = c};
-	c->srv = srv;
-	c->remote = *remote;
-	c->started_ms = pbx_loop_now(srv->loop);
-	/* A listener on one address answers there: no getsockname needed. */
-	if (!pbx_addr_is_any(&srv->local))
-		c->local = srv->local;
-	srv->live++;
-	serve_pause_accept(srv, srv->live >= srv->limit);
-	if (!srv->in_child && log_level() >= LOG_VERBOSE) {
-		pbx_addr_format(&c->remote, rtext, sizeof rtext);
-		pbx_addr_format(conn_local(c), ltext, sizeof ltext);
-		log_event("accept remote=%s local=%s", rtext, ltext);
-	}
-	/* Phase 2, content: the handler takes over. */
-	srv->opts->handler->start(c);
-}
-
-const struct pbx_addr *
-conn_local(struct serve_conn *c)
-{
-	if (c->local.len == 0 && pbx_addr_local(c->io.fd, &c->local) < 0)
-		c->local = c->srv->local;
-	return &c->local;
-}
-
-ssize_t
-conn_read(struct serve_conn *c, void *buf, size_t len)
-{
-	ssize_t n = pbx_read_some(c->io.fd, buf, len);
-
-	if (n > 0)
-		c->bytes_in += (uint64_t)n;
-	if (n != -EAGAIN)
-		log_trace("read(%d) = %zd", c->io.fd, n);
-	return n;
-}
-
-ssize_t
-conn_write(struct serve_conn *c, const void *buf, size_t len)
-{
-	ssize_t n = pbx_write_some(c->io.fd, buf, len);
-
-	if (n > 0)
-		c->bytes_out += (uint64_t)n;
-	if (n != -EAGAIN)
-		log_trace("write(%d, %zu bytes) = %zd", c->io.fd, len, n);
-	return n;
-}
-
-int
-conn_shutdown_write(struct serve_conn *c)
-{
-	return pbx_shutdown_write(c->io.fd);
-}
-
-void
-conn_want(struct serve_conn *c, unsigned events)
-{
-	int r = pbx_io_start(c->srv->loop, &c->io, events);
-	if (r < 0)
-		conn_end(c, r);
-}
-
-int
-conn_keep_pending(struct serve_conn *c, const char *buf, size_t len)
-{
-	if (c->pending == NULL) {
-		c->pending = malloc(c->srv->scratch_size);
-		if (c->pending == NULL)
-			return -ENOMEM;
-	}
-	memmove(c->pending, buf, len);
-	c->pending_off = 0;
-	c->pending_len = (uint32_t)len;
-	return 0;
-}
-
-int
-conn_flush_pending(struct serve_conn *c)
-{
-	while (c->pending_off < c->pending_len) {
-		ssize_t n = conn_write(c, c->pending + c->pending_off,
-		    c->pending_len - c->pending_off);
-		if (n < 0)
-			return (int)n;
-		c->pending_off += (uint32_t)n;
-	}
-	/* Drained: give the buffer back, an idle record stays small. */
-	free(c->pending);
-	c->pending = NULL;
-	c->pending_off = c->pending_len = 0;
-	return 0;
-}
-
-int
-conn_fd(const struct serve_conn *c)
-{
-	return c->io.fd;
-}
-
-void
-conn_close_fd(struct serve_conn *c)
-{
-	if (c->io.fd < 0)
-		return;
-	pbx_io_stop(c->srv->loop, &c->io);
-	log_trace("close(%d)", c->io.fd);
-	close(c->io.fd);
-	c->io.fd = -1;
-}
-
-static void
-conn_recycle(struct serve_conn *c)
-{
-	struct serve *srv = c->srv;
-
-	conn_close_fd(c);
-	if (srv->opts->handler->release != NULL)
-		srv->opts->handler->release(c);
-	if (c->program)
-		pbx_child_stop(srv->loop, &c->child); /* it goes on alone */
-	else if (c->draining)
-		pbx_timer_stop(srv->loop, &c->linger);
-	else
-		free(c->pending);
-	conn_put(srv, c);
-	srv->live--;
-	serve_pause_accept(srv, srv->live >= srv->limit);
-}
-
-void
-conn_end(struct serve_conn *c, int err)
-{
-	char rtext[PBX_ADDR_STRLEN];
-	uint64_t ms = pbx_loop_now(c->srv->loop) - c->started_ms;
-
-	if (log_level() >= LOG_VERBOSE && !c->srv->in_child) {
-		pbx_addr_format(&c->remote, rtext, sizeof rtext);
-		log_event("end remote=%s in=%llu out=%llu ms=%llu%s%s", rtext,
-		    (unsigned long long)c->bytes_in,
-		    (unsigned long long)c->bytes_out, (unsigned long long)ms,
-		    err < 0 ? " error=" : "", err < 0 ? pbx_strerror(err) : "");
-	}
-	conn_recycle(c);
 }
 
 void
 serve_conns_abort(struct serve *srv)
 {
-	/* A running program keeps its socket and finishes on its own. */
-	while (srv->conns != NULL)
-		conn_recycle(srv->conns);
+	/*
+	 * The loop has stopped: a stream's close would never be delivered,
+	 * so records are recycled here. A running program keeps its socket
+	 * and finishes on its own.
+	 */
+	while (srv->conns != NULL) {
+		struct serve_conn *c = srv->conns;
+		if (c->phase != CONN_CLOSING && c->phase != CONN_PROGRAM) {
+			pbx_stream_close(&c->stream);
+			srv->live--;
+		}
+		conn_recycle(c);
+	}
+}
+
+/* ---- handler I/O ---- */
+
+int
+conn_read_start(struct serve_conn *c)
+{
+	return pbx_stream_read_start(&c->stream);
 }
 
 void
-conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb)
+conn_read_stop(struct serve_conn *c)
 {
-	conn_close_fd(c);
-	c->program = true;
-	c->child = (struct pbx_child){.pid = pid, .cb = cb, .data = c};
-	/* SIGCHLD brings its end: on_programs_ended. */
+	pbx_stream_read_stop(&c->stream);
+}
+
+static void
+on_sent(struct pbx_stream *s, struct pbx_write *w, int status)
+{
+	struct serve_conn *c = of_stream(s);
+
+	(void)w;
+	if (status == -ECANCELED)
+		return;
+	if (status < 0) {
+		conn_end(c, status);
+		return;
+	}
+	c->active_ms = conn_now(c);
+	if (pbx_stream_queued(s) == 0 && c->srv->opts->handler->sent != NULL)
+		c->srv->opts->handler->sent(c);
+}
+
+int
+conn_send(struct serve_conn *c, const void *buf, size_t len)
+{
+	ssize_t n = pbx_stream_try_write(&c->stream, buf, len);
+
+	if (n != -EAGAIN)
+		log_trace(
+		    "write(%d, %zu bytes) = %zd", c->stream.io.fd, len, n);
+	if (n == (ssize_t)len)
+		return 0;
+	if (n < 0 && n != -EAGAIN)
+		return (int)n;
+	size_t sent = n > 0 ? (size_t)n : 0;
+	return pbx_stream_write_copy(
+	    &c->stream, (const char *)buf + sent, len - sent, on_sent);
+}
+
+size_t
+conn_queued(const struct serve_conn *c)
+{
+	return pbx_stream_queued(&c->stream);
+}
+
+void
+conn_local(const struct serve_conn *c, struct pbx_addr *out)
+{
+	/* A listener on one address answers there: no getsockname. */
+	if (!pbx_addr_is_any(&c->srv->local) ||
+	    pbx_addr_local(c->stream.io.fd, out) < 0)
+		*out = c->srv->local;
+}
+
+int
+conn_fd(const struct serve_conn *c)
+{
+	return c->stream.io.fd;
+}
+
+/* ---- programs ---- */
+
+void
+conn_give_to_program(struct serve_conn *c, pid_t pid)
+{
+	int fd = pbx_stream_release_fd(&c->stream);
+
+	log_trace("spawn(%s) = %ld", c->srv->opts->argv[0], (long)pid);
+	if (serve_emitting())
+		serve_emit_start(&c->remote, pid, c->srv->opts->argv[0]);
+	/* The program has the socket now; our copy would hold it open. */
+	log_trace("close(%d)", fd);
+	close(fd);
+	c->phase = CONN_PROGRAM;
+	c->u.pid = pid;
+}
+
+void
+conn_program_failed(struct serve_conn *c, int err)
+{
+	serve_log_run_failed(c->srv, err);
+	conn_end(c, err);
 }
 
 /*
@@ -296,15 +445,20 @@ on_programs_ended(struct pbx_loop *loop, struct pbx_signal *s)
 	struct serve *srv = s->data;
 	int wstatus;
 
+	(void)loop;
 	for (;;) {
 		pid_t pid = waitpid(-1, &wstatus, WNOHANG);
 		if (pid <= 0)
 			return;
 		struct serve_conn *c = srv->conns;
-		while (c != NULL && !(c->program && c->child.pid == pid))
-			c = c->next_live;
-		if (c != NULL)
-			c->child.cb(loop, &c->child, wstatus);
+		while (
+		    c != NULL && !(c->phase == CONN_PROGRAM && c->u.pid == pid))
+			c = c->next;
+		if (c == NULL)
+			continue;
+		if (serve_emitting())
+			serve_emit_exit(&c->remote, pid, wstatus, conn_now(c));
+		conn_end(c, 0);
 	}
 }
 
@@ -314,22 +468,4 @@ serve_watch_programs(struct serve *srv)
 	srv->sig_chld = (struct pbx_signal){
 	    .signo = SIGCHLD, .cb = on_programs_ended, .data = srv};
 	return pbx_signal_start(srv->loop, &srv->sig_chld);
-}
-
-void
-conn_end_program(struct serve_conn *c, int wstatus)
-{
-	char rtext[PBX_ADDR_STRLEN];
-	uint64_t ms = pbx_loop_now(c->srv->loop) - c->started_ms;
-
-	if (log_level() >= LOG_VERBOSE) {
-		pbx_addr_format(&c->remote, rtext, sizeof rtext);
-		log_event("end remote=%s pid=%ld %s=%d ms=%llu", rtext,
-		    (long)c->child.pid,
-		    WIFSIGNALED(wstatus) ? "signal" : "status",
-		    WIFSIGNALED(wstatus) ? WTERMSIG(wstatus)
-					 : WEXITSTATUS(wstatus),
-		    (unsigned long long)ms);
-	}
-	conn_recycle(c);
 }

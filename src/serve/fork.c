@@ -4,7 +4,8 @@
  * parent accepts, forks, closes its copy of the socket and reaps; the
  * child runs the handler on a private loop (or, for a program, becomes it).
  */
-#include "../cli/log.h"
+#include "../log/log.h"
+#include "emit.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -32,18 +33,19 @@ remember_child(struct serve *srv, pid_t pid, const struct pbx_addr *remote)
 	return 0;
 }
 
+/*
+ * A child ended. It served the connection itself (and emitted its end),
+ * unless it became the program at once: then this is the connection's
+ * end too, so that every connection has one in every model.
+ */
 static void
-log_child_end(struct serve *srv, const struct serve_child *ch, int wstatus)
+emit_child_end(struct serve *srv, const struct serve_child *ch, int wstatus)
 {
-	char text[PBX_ADDR_STRLEN];
+	uint64_t ms = pbx_loop_now(srv->loop) - ch->started_ms;
 
-	if (log_level() < LOG_VERBOSE)
-		return;
-	pbx_addr_format(&ch->remote, text, sizeof text);
-	log_event("end remote=%s pid=%ld %s=%d ms=%llu", text, (long)ch->pid,
-	    WIFSIGNALED(wstatus) ? "signal" : "status",
-	    WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus),
-	    (unsigned long long)(pbx_loop_now(srv->loop) - ch->started_ms));
+	serve_emit_exit(&ch->remote, (long)ch->pid, wstatus, ms);
+	if (serve_fast_become(srv))
+		serve_emit_end(&ch->remote, false, 0, 0, ms, 0);
 }
 
 /* SIGCHLD: signals coalesce, so reap until nothing is left. */
@@ -64,7 +66,8 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 		for (size_t i = 0; i < srv->nchildren; i++) {
 			if (srv->children[i].pid != pid)
 				continue;
-			log_child_end(srv, &srv->children[i], wstatus);
+			if (serve_emitting())
+				emit_child_end(srv, &srv->children[i], wstatus);
 			srv->children[i] = srv->children[--srv->nchildren];
 			break;
 		}
@@ -72,14 +75,21 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 	serve_pause_accept(srv, srv->live >= srv->limit);
 }
 
-/* In the child: drop the parent's loop and listener, serve, exit. */
+/*
+ * In the child: become the handler at once (a program, when no stage must
+ * run first), or drop the parent's loop and listener, serve on a loop of
+ * its own, and exit.
+ */
 static void
-child_main(struct serve *srv, int fd, const struct pbx_addr *remote)
+child_main(struct serve *srv, int fd, const struct pbx_addr *remote, bool fast)
 {
+	const struct serve_handler *h = srv->opts->handler;
 	sigset_t none;
 
-	if (srv->opts->handler == &serve_exec)
-		serve_exec_become(srv, fd); /* no return */
+	if (fast) {
+		serve_log_run_failed(srv, h->become(srv, fd));
+		_exit(1);
+	}
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
 	sigemptyset(&none);
@@ -93,48 +103,50 @@ child_main(struct serve *srv, int fd, const struct pbx_addr *remote)
 	pbx_loop_free(srv->loop);
 	if (pbx_loop_new(&srv->loop) < 0)
 		_exit(1);
+	if (h->attach != NULL && h->attach(srv) < 0)
+		_exit(1);
 	serve_conn_begin(srv, fd, remote);
-
 	pbx_loop_run(srv->loop);
 	_exit(0);
 }
 
 static void
-log_accept(int fd, const struct pbx_addr *remote, pid_t pid)
+emit_accept(struct serve *srv, int fd, const struct pbx_addr *remote, pid_t pid)
 {
-	char rtext[PBX_ADDR_STRLEN], ltext[PBX_ADDR_STRLEN];
-	struct pbx_addr local;
+	struct pbx_addr local = srv->local;
 
-	if (log_level() < LOG_VERBOSE || pbx_addr_local(fd, &local) < 0)
+	if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
 		return;
-	pbx_addr_format(remote, rtext, sizeof rtext);
-	pbx_addr_format(&local, ltext, sizeof ltext);
-	log_event("accept remote=%s local=%s pid=%ld", rtext, ltext, (long)pid);
+	serve_emit_accept(remote, &local, (long)pid);
+	if (serve_fast_become(srv))
+		serve_emit_start(remote, (long)pid, srv->opts->argv[0]);
 }
 
 static void
 fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
-	if (srv->opts->handler == &serve_exec)
-		serve_exec_prepare(srv, fd, remote);
+	bool fast = serve_fast_become(srv);
+
+	if (fast)
+		srv->opts->handler->prepare(srv, fd, remote);
 	pid_t pid = fork();
 	if (pid == 0)
-		child_main(srv, fd, remote);
+		child_main(srv, fd, remote, fast);
 	if (pid < 0) {
 		log_error("fork: %s", pbx_strerror(-errno));
 	} else {
 		log_trace("fork() = %ld", (long)pid);
 		srv->live++;
 		/*
-		 * Who a child serves matters only for the -v end line; without
-		 * -v the parent writes less memory between forks, and each page
-		 * it writes after a fork is a copy-on-write fault.
+		 * Who a child serves matters only for the -v lines; without
+		 * -v the parent writes less memory between forks, and each
+		 * page it writes after a fork is a copy-on-write fault.
 		 */
-		if (log_level() >= LOG_VERBOSE)
+		if (serve_emitting()) {
 			remember_child(srv, pid, remote);
-
+			emit_accept(srv, fd, remote, pid);
+		}
 		serve_pause_accept(srv, srv->live >= srv->limit);
-		log_accept(fd, remote, pid);
 	}
 	/* The paper's c.close() in the parent: the child has its own copy. */
 	log_trace("close(%d)", fd);

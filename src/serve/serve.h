@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * serve.h: the server. A model (serial, fork, ...) decides how accepted
- * connections are dispatched; a handler (hello, echo, discard, exec) is
- * what happens on one connection. The two meet only through the
- * connection record and the calls below, so any handler runs under any
- * model and each is written once.
+ * serve.h: the server. A model (serial, fork, event) decides how accepted
+ * connections are dispatched; a connection then goes through its phases
+ * (conn.c: accepted, stages, content, end), and a handler (hello, echo,
+ * discard, exec) is its content. Models, stages and handlers meet only
+ * through the connection record and the calls below, so any handler runs
+ * under any model and each is written once.
  */
 #ifndef SERVE_H
 #define SERVE_H
@@ -27,19 +28,45 @@ struct serve;
 typedef void (*serve_take_fn)(
     struct serve *srv, int fd, const struct pbx_addr *remote);
 
+/* ---- handlers: a connection's content ---- */
+
+/* What the core may do with a handler, instead of asking which it is. */
+enum {
+	/* Gives the socket itself to a program: accept it blocking when no
+	 * stage will read it first (spares a fcntl per caller). */
+	SERVE_HANDLER_RAW_SOCKET = 1 << 0,
+	/* Under fork with no stage, the child may become the handler at
+	 * once (prepare in the parent, become in the child). */
+	SERVE_HANDLER_BECOMES = 1 << 1,
+};
+
 /*
- * A handler is a non-blocking state machine on a connection. start runs
- * when the connection reaches its content phase; ready when the fd is
- * ready for what the handler asked with conn_want(); release (may be NULL)
- * when the connection ends for any reason. A handler ends the connection
- * with conn_end() and never touches the fd except through conn_* calls
- * (exec alone asks for the raw fd, and only of a plain connection).
+ * A handler is a state machine driven by the connection's stream. start
+ * runs when the connection reaches its content phase; read gets what
+ * conn_read_start asked for (n > 0 bytes in buf, 0 at the caller's end,
+ * < 0 an error); sent (may be NULL) when what conn_send had to queue is
+ * written; release (may be NULL) when the connection is recycled. A
+ * handler ends the connection with conn_end() or conn_finish() and does
+ * its I/O only through conn_* calls. Handlers never log: the core emits
+ * the events.
  */
 struct serve_handler {
 	const char *name;
+	unsigned flags; /* SERVE_HANDLER_* */
+	/* Per server process, before the first caller (may be NULL). */
+	int (*setup)(struct serve *srv);
+	/* Per loop that runs connections (may be NULL). */
+	int (*attach)(struct serve *srv);
 	void (*start)(struct serve_conn *c);
-	void (*ready)(struct serve_conn *c, unsigned events);
+	void (*read)(struct serve_conn *c, ssize_t n, char *buf);
+	void (*sent)(struct serve_conn *c);
 	void (*release)(struct serve_conn *c);
+	/* SERVE_HANDLER_BECOMES: prepare in the fork parent before fork;
+	 * become in the child replaces it with the program (srv->opts->argv)
+	 * and returns only on failure. */
+	void (*prepare)(
+	    struct serve *srv, int fd, const struct pbx_addr *remote);
+	int (*become)(struct serve *srv, int fd); /* -errno on failure */
 };
 
 extern const struct serve_handler serve_hello;
@@ -47,15 +74,34 @@ extern const struct serve_handler serve_echo;
 extern const struct serve_handler serve_discard;
 extern const struct serve_handler serve_exec;
 
+/* ---- stages: what runs between accept and the content ---- */
+
+/* A stage's verdict, as nginx's phase checkers say next / again / done. */
+enum serve_verdict {
+	SERVE_NEXT, /* passed: run the next stage, then the content */
+	SERVE_WAIT, /* waiting on the loop: the stage calls conn_resume */
+	SERVE_END,  /* the connection ends here (the stage said why) */
+};
+
 /*
- * The exec handler under the fork model, where a child exists only to
- * become the program: the parent prepares the caller's environment before
- * fork (prepare), and the child execs at once (become, never returns), so
- * it touches as few pages as it can before exec replaces it.
+ * A stage (access decision, PROXY header, TLS handshake, ...). run is
+ * called once when the connection reaches it; a stage that waits keeps
+ * its state in the handler's part of the record (c->u) and reports with
+ * conn_resume(c, verdict). Its time is bounded by the record's deadline.
  */
-void serve_exec_prepare(
-    struct serve *srv, int fd, const struct pbx_addr *remote);
-void serve_exec_become(struct serve *srv, int fd);
+struct serve_stage {
+	const char *name;
+	enum serve_verdict (*run)(struct serve_conn *c);
+};
+
+/*
+ * Run stages[*pos..n) until one waits or ends; *pos says where to resume.
+ * SERVE_NEXT when every stage has passed. (stage.c)
+ */
+enum serve_verdict serve_stages_run(const struct serve_stage *const *stages,
+    size_t n, uint8_t *pos, struct serve_conn *c);
+
+/* ---- the server ---- */
 
 struct serve_opts {
 	const char *address; /* the ADDRESS argument, as typed */
@@ -66,6 +112,8 @@ struct serve_opts {
 	const struct serve_handler *handler;
 	const char *const *argv; /* exec: the program and its arguments */
 	unsigned workers;        /* 0: one process; N: a supervisor and N */
+	const struct serve_stage *const *stages; /* run in order; borrowed */
+	size_t nstages;
 };
 
 /* A child of the fork model, from fork to reaping. */
@@ -88,15 +136,16 @@ struct serve {
 	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
 	bool starved;      /* out of fds (or memory) until accept says EAGAIN */
+	bool raw_accept;   /* accept blocking: the handler takes the socket */
 
 	unsigned limit; /* stop accepting at this many */
-	bool in_child;  /* a fork-model child: exec may replace us */
+	bool in_child;  /* a fork-model child: it serves one connection */
 	struct pbx_signal sig_term, sig_int, sig_chld;
 	struct pbx_env env; /* exec: the UCSPI environment, built once */
 	char *program;      /* owned: exec: the program's path, found once */
 	sigset_t ignored;   /* exec: what a program must not inherit */
 
-	char *scratch; /* owned: read buffer shared by handlers */
+	char *scratch; /* owned: the read buffer every connection shares */
 	size_t scratch_size;
 	struct serve_conn *pool;      /* free connection records */
 	struct serve_conn *conns;     /* connections in progress */
@@ -104,37 +153,47 @@ struct serve {
 	size_t nchildren, children_cap;
 };
 
+/* The phases of a connection, in order (conn.c runs them). */
+enum conn_phase {
+	CONN_ACCEPTED, /* both addresses known, nothing has run */
+	CONN_STAGES,   /* a stage is running, maybe waiting on the loop */
+	CONN_CONTENT,  /* the handler has the connection */
+	CONN_LINGER,   /* the handler is done; the caller's last bytes drain */
+	CONN_PROGRAM,  /* a program has the socket; waiting for its exit */
+	CONN_CLOSING,  /* ended: the stream closes, then the record is free */
+};
+
 /*
- * A connection record with phases: accepted (addresses known, nothing
- * done) and then handler started. Stages such as access rules, a PROXY
- * header or a TLS handshake can slot in between later without the handler
- * knowing. Records are pooled: no allocation per connection once warm.
+ * A connection record. Records are pooled (no allocation per connection
+ * once warm) and, in the sanitizer build, poisoned while free. An idle
+ * record is 208 bytes: every field is paid per idle connection.
  */
 struct serve_conn {
-	struct pbx_io io;  /* fd and watcher; io.data is this record */
-	struct serve *srv; /* borrowed; srv->opts->handler runs the content */
-	struct pbx_addr local; /* use conn_local(): filled on demand */
+	struct serve_conn *next;  /* in srv->conns, or in srv->pool */
+	struct serve_conn *prev;  /* in srv->conns */
+	struct pbx_stream stream; /* the socket; its counters are the bytes */
+	struct serve *srv;        /* borrowed */
 	struct pbx_addr remote;
-	uint64_t bytes_in, bytes_out;
-	uint64_t started_ms;
-	/* A connection either runs a program or holds unsent bytes, never
-	 * both: sharing the space keeps an idle record at 200 bytes. */
-	union {
-		struct pbx_child child; /* exec: the program, once started */
-		struct {
-			char *pending; /* owned: bytes not yet taken */
-			uint32_t pending_off, pending_len;
-		};
-		struct pbx_timer linger; /* draining: how long to wait */
-	};
-	bool program;  /* child is the member in use */
-	bool draining; /* linger is: reading the caller's last bytes */
-	struct serve_conn *next_free;             /* in srv->pool */
-	struct serve_conn *prev_live, *next_live; /* in srv->conns */
+	/* One deadline for whatever phase runs (linger now; idle, total,
+	 * header and handshake limits later). The timer may run early: it
+	 * re-arms itself from due_ms, so moving the deadline later (on
+	 * activity) costs no heap operation. */
+	struct pbx_timer timer;
+	uint32_t started_ms; /* the loop's clock, low 32 bits */
+	uint32_t due_ms;     /* since started_ms; 0: no deadline */
+	uint32_t active_ms;  /* since started_ms: the last read or write */
+	uint8_t phase;       /* enum conn_phase */
+	uint8_t stage;       /* the next stage to run */
+	union {              /* the stage's or the handler's own state */
+		pid_t pid;   /* exec: the program */
+		void *ptr;
+	} u;
 };
 
 /* End every connection still in progress (the server is stopping). */
 void serve_conns_abort(struct serve *srv);
+/* Free the pooled records. */
+void serve_conns_free(struct serve *srv);
 
 /* Run the server until SIGTERM/SIGINT; returns the exit status. */
 int serve_run(const struct serve_opts *o);
@@ -147,7 +206,6 @@ int serve_listen_first(
     const struct pbx_addr *addrs, int n, const struct pbx_listen_opts *lo);
 
 /* Resolve the listening address (logs the error); returns the count. */
-
 int serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max);
 
 /*
@@ -166,38 +224,46 @@ int serve_serial_run(struct serve *srv);
 int serve_fork_run(struct serve *srv);
 int serve_event_run(struct serve *srv);
 
-/* Shared by the models (server.c). */
 /*
  * Watch the listener; on each wake-up accept in a batch until the kernel
  * has no more callers or the limit is reached, handing each to take.
- * Runs the loop until the server stops.
+ * Runs the loop until the server stops. (server.c)
  */
 int serve_accept_loop(struct serve *srv, serve_take_fn take);
-
 int serve_accept_one(struct serve *srv, struct pbx_addr *remote);
 void serve_pause_accept(struct serve *srv, bool pause);
-void serve_trace(void *arg, const char *line);
+
+/* True when a fork child may become the handler without running stages. */
+bool serve_fast_become(const struct serve *srv);
+
+/* Reap programs on SIGCHLD and end their connections (conn.c). */
+int serve_watch_programs(struct serve *srv);
+
+/* ---- the connection's phases and its I/O (conn.c) ---- */
 
 /*
- * Take over an accepted fd and run the handler on it (conn.c). The record
- * lives until the handler calls conn_end().
+ * Take over an accepted fd: the record is made, the accept event emitted,
+ * the stages run, then the handler's content. The record lives until the
+ * connection ends.
  */
 void serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote);
 
-/* Connection calls for handlers (conn.c). Counts bytes; traces. */
-ssize_t conn_read(struct serve_conn *c, void *buf, size_t len);
-ssize_t conn_write(struct serve_conn *c, const void *buf, size_t len);
-int conn_shutdown_write(struct serve_conn *c);
-void conn_want(struct serve_conn *c, unsigned events);
-/* Queue bytes the socket did not take; the handler then waits WRITABLE. */
-int conn_keep_pending(struct serve_conn *c, const char *buf, size_t len);
-/* Write queued bytes; 0 when all are gone, -EAGAIN if some remain. */
-int conn_flush_pending(struct serve_conn *c);
-/* The address the caller reached (looked up once, when first asked). */
-const struct pbx_addr *conn_local(struct serve_conn *c);
-/* The raw socket, for handlers that give it to a program. */
-int conn_fd(const struct serve_conn *c);
-/* End the connection: log, close, release, recycle. err 0 or -errno. */
+/* A waiting stage is done: go on from the next stage (or end). */
+void conn_resume(struct serve_conn *c, enum serve_verdict v);
+
+/* Handler I/O. Reading delivers to handler->read until stopped. */
+int conn_read_start(struct serve_conn *c);
+void conn_read_stop(struct serve_conn *c);
+/*
+ * Send bytes: what the socket takes now goes at once, the rest is queued
+ * (copied) and handler->sent runs once it is written. Returns 0 or -errno.
+ */
+int conn_send(struct serve_conn *c, const void *buf, size_t len);
+/* Bytes queued by conn_send and not yet written. */
+size_t conn_queued(const struct serve_conn *c);
+/* The address the caller reached (getsockname when the listener is any). */
+void conn_local(const struct serve_conn *c, struct pbx_addr *out);
+/* End the connection: err 0 (closed) or -errno. Emits the end event. */
 void conn_end(struct serve_conn *c, int err);
 /*
  * End a connection whose handler has said all it will say but has not
@@ -207,16 +273,14 @@ void conn_end(struct serve_conn *c, int err);
  * second); when not (the common case), it costs one recv and the close.
  */
 void conn_finish(struct serve_conn *c);
-
-/* Close the server's copy of the socket (the program keeps its own). */
-void conn_close_fd(struct serve_conn *c);
-/* Reap programs on SIGCHLD and end their connections (event, serial). */
-int serve_watch_programs(struct serve *srv);
-/* The program now owns the socket: close ours, watch for its exit. */
-
-void conn_watch_program(struct serve_conn *c, pid_t pid, pbx_child_cb cb);
-
-/* Log the end of a program's run (exec) and end the connection. */
-void conn_end_program(struct serve_conn *c, int wstatus);
+/*
+ * Give the socket to a program (pid): the server's copy is closed, the
+ * record waits for the program's exit (SIGCHLD), then ends.
+ */
+void conn_give_to_program(struct serve_conn *c, pid_t pid);
+/* The raw socket, for a handler that gives it to a program. */
+int conn_fd(const struct serve_conn *c);
+/* A program could not be started: say so (always) and end. */
+void conn_program_failed(struct serve_conn *c, int err);
 
 #endif /* SERVE_H */

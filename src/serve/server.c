@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* server.c: what every model shares: listen, signals, accept, pausing. */
-#include "../cli/log.h"
+#include "../log/log.h"
+#include "emit.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -56,9 +57,9 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 {
 	char text[PBX_ADDR_STRLEN];
 
-	/* Built-in handlers run on the loop; a program wants a blocking
-	 * socket, and accepting it so spares a fcntl per caller. */
-	int flags = srv->opts->handler == &serve_exec ? 0 : PBX_ACCEPT_NONBLOCK;
+	/* Connections run on the loop; a socket that goes to a program at
+	 * once is accepted blocking, which spares a fcntl per caller. */
+	int flags = srv->raw_accept ? 0 : PBX_ACCEPT_NONBLOCK;
 	int fd = pbx_accept(srv->listen_fd, remote, flags);
 
 	if (fd >= 0) {
@@ -166,24 +167,24 @@ serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max)
 	return n;
 }
 
-/* exec: what every program start needs, prepared once. */
-static int
-prepare_programs(struct serve *srv)
+bool
+serve_fast_become(const struct serve *srv)
 {
-	const struct serve_opts *o = srv->opts;
+	return (srv->opts->handler->flags & SERVE_HANDLER_BECOMES) &&
+	       srv->opts->nstages == 0;
+}
 
-	pbx_signals_ignored(&srv->ignored); /* SIGPIPE, and any inherited */
-	/* Search PATH once; if the program is not there yet, each caller's
-	 * spawn searches again (and reports it missing). */
-	srv->program = malloc(PATH_MAX);
-	if (srv->program != NULL &&
-	    pbx_find_program(o->argv[0], srv->program, PATH_MAX) < 0) {
-		free(srv->program);
-		srv->program = NULL;
-	}
-	/* Under fork, children are reaped by the model; else programs are. */
-	int r = o->model == SERVE_FORK ? 0 : serve_watch_programs(srv);
-	return r < 0 ? r : pbx_env_init(&srv->env, NULL);
+/* The handler's per-server setup, and its hook on this loop. */
+static int
+prepare_handler(struct serve *srv)
+{
+	const struct serve_handler *h = srv->opts->handler;
+	int r = h->setup != NULL ? h->setup(srv) : 0;
+
+	/* The fork parent runs no connection: its children attach. */
+	if (r == 0 && h->attach != NULL && srv->opts->model != SERVE_FORK)
+		r = h->attach(srv);
+	return r;
 }
 
 /* Listen and install signal watchers: everything but serving. */
@@ -211,8 +212,8 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 	srv->scratch_size = SCRATCH_SIZE;
 	srv->scratch = malloc(SCRATCH_SIZE);
 	r = srv->scratch == NULL ? -ENOMEM : 0;
-	if (r == 0 && srv->opts->handler == &serve_exec)
-		r = prepare_programs(srv);
+	if (r == 0)
+		r = prepare_handler(srv);
 	if (r < 0)
 		log_error("start: %s", pbx_strerror(r));
 	return r;
@@ -222,11 +223,7 @@ static void
 serve_teardown(struct serve *srv)
 {
 	serve_conns_abort(srv);
-	while (srv->pool != NULL) {
-		struct serve_conn *c = srv->pool;
-		srv->pool = c->next_free;
-		free(c);
-	}
+	serve_conns_free(srv);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	pbx_env_fini(&srv->env);
@@ -254,8 +251,6 @@ run_model(struct serve *srv)
 static void
 announce(struct serve *srv)
 {
-	char text[PBX_ADDR_STRLEN];
-
 	if (srv->ready_fd >= 0) {
 		ssize_t w = write(srv->ready_fd, "r", 1);
 		(void)w; /* a supervisor that is gone will not miss it */
@@ -263,8 +258,7 @@ announce(struct serve *srv)
 		srv->ready_fd = -1;
 		return;
 	}
-	pbx_addr_format(&srv->local, text, sizeof text);
-	log_ready("listening on %s", text);
+	serve_emit_listen(&srv->local);
 }
 
 int
@@ -274,7 +268,9 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 	struct serve srv = {.opts = o,
 	    .listen_fd = -1,
 	    .ready_fd = ready_fd,
-	    .limit = o->max_conns};
+	    .limit = o->max_conns,
+	    .raw_accept = (o->handler->flags & SERVE_HANDLER_RAW_SOCKET) &&
+			  o->nstages == 0};
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	int r;
 
@@ -286,8 +282,7 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 		srv.listen_io =
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = run_model(&srv);
-		log_notice("served %llu connections",
-		    (unsigned long long)srv.accepted);
+		serve_emit_stop(srv.accepted);
 	}
 	if (srv.ready_fd >= 0)
 		close(srv.ready_fd);

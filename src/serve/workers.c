@@ -6,7 +6,8 @@
  * caller), says "listening" once every worker listens, restarts a worker
  * that dies, and passes SIGTERM on.
  */
-#include "../cli/log.h"
+#include "../log/log.h"
+#include "emit.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -164,7 +165,7 @@ static void
 on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 {
 	struct supervisor *sv = w->data;
-	char buf[64], text[PBX_ADDR_STRLEN];
+	char buf[64];
 
 	(void)loop;
 	(void)events;
@@ -173,8 +174,7 @@ on_ready(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 		sv->ready += (unsigned)n;
 	if (!sv->announced && sv->ready >= sv->o->workers) {
 		sv->announced = true;
-		pbx_addr_format(&sv->addr, text, sizeof text);
-		log_ready("listening on %s", text);
+		serve_emit_listen(&sv->addr);
 	}
 }
 

@@ -360,15 +360,32 @@ class Server(Proc):
     def listen_line(self):
         return f"pbx: listening on {self.host_text}:{self.port}"
 
-    SERVED = re.compile(r"pbx: served (\d+) connections$")
+    # "pbx: served 1 connection", "pbx: served N connections" for any
+    # other N (0 too); group 1 is the count.
+    SERVED = re.compile(r"pbx: served (1(?= connection$)|(?!1 )\d+(?= connections$))"
+                        r" connections?$")
 
     def err_lines(self):
         """stderr lines; once stop() has checked the closing count line
         ('pbx: served N connections'), without it (see self.served)."""
         lines = super().err_lines()
-        if self.served is not None and lines and self.SERVED.match(lines[-1]):
-            lines = lines[:-1]
+        if self.served is not None:
+            i = self.served_index(lines)
+            if i is not None:
+                lines = lines[:i] + lines[i + 1:]
         return lines
+
+    CHILD_END = "pbx: end "
+
+    def served_index(self, lines):
+        """Index of the closing count line: the last line, or followed
+        only by fork children's end events."""
+        for i in range(len(lines) - 1, -1, -1):
+            if self.SERVED.match(lines[i]):
+                return i
+            if not lines[i].startswith(self.CHILD_END):
+                return None
+        return None
 
     def lines_after_ready(self):
         return self.err_lines()[self.ready_index + 1:]
@@ -394,10 +411,13 @@ class Server(Proc):
             check(not any(self.SERVED.match(l) for l in lines),
                   "pbx serve -q printed its closing count")
         elif self.ready_index is not None:
-            check(lines and self.SERVED.match(lines[-1]),
+            # Fork-model children finish the call they are on after the
+            # server has gone, and their end events may follow its count.
+            i = self.served_index(lines)
+            check(i is not None and all(l.startswith(self.CHILD_END) for l in lines[i + 1:]),
                   f"last stderr line is not 'pbx: served N connections': "
                   f"{short(lines[-1]) if lines else '(none)'}")
-            self.served = int(self.SERVED.match(lines[-1]).group(1))
+            self.served = int(self.SERVED.match(lines[i]).group(1))
         return rc
 
 

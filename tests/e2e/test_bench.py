@@ -259,3 +259,93 @@ def test_bench_duration_counts(t):
           f"server counted {srv.served}; bench {rep['connections']} done + "
           f"{rep['cut_off']} cut off")
     only_errors(rep, "refused", 0)
+
+
+@test()
+def test_bench_warmup_zero(t):
+    # --help says the default warmup is 0: saying so is not an error.
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    for value in ("0", "0.0"):
+        rep = bench(t, ["--warmup", value, "-n", "20", "-c", "2", f"127.0.0.1:{srv.port}"])
+        eq(rep["connections"], 20, f"connections with --warmup {value}")
+    srv.stop()
+    for bad in ("-1", "x", "86401"):
+        r = t.run_pbx(["bench", "--warmup", bad, "127.0.0.1:1"])
+        eq((r.rc, r.err_lines()),
+           (2, [f"pbx: bench: bad warmup '{bad}': expected seconds, from 0 to 86400"]),
+           f"pbx bench --warmup {bad}")
+
+
+def echo_payload(t):
+    path = os.path.join(t.tmpdir(), "4k.bin")
+    with open(path, "wb") as f:
+        f.write(os.urandom(4096))
+    return "@" + path
+
+
+@test(timeout=40)
+def test_bench_rounds_zero(t):
+    # The README's echo example: connections carry rounds until the time is
+    # up and never complete; the round trips are the result (exit 0).
+    srv = t.serve("127.0.0.1:0", ["echo"])
+    args = ["-c", "4", "--send", echo_payload(t), "--expect-bytes", "4096", "--rounds", "0",
+            "-d", "1", f"127.0.0.1:{srv.port}"]
+    rep = bench(t, args)
+    eq((rep["connections"], rep["open"]), (0, 4), "connections completed, open at the end")
+    check(rep["rounds"] > 100, f"only {rep['rounds']} round trips in 1 s")
+    only_errors(rep, "short", 0)
+    check(rep["rounds"] * 4096 <= rep["bytes_in"] < (rep["rounds"] + 4) * 4096,
+          f"bytes_in {rep['bytes_in']} for {rep['rounds']} round trips of 4096")
+    r = t.run_pbx(["bench"] + args, timeout=30)
+    eq(r.rc, 0, f"text report exit status (stderr {r.err!r})")
+    lines = r.out.decode().splitlines()
+    match(r"  round trips   [1-9]\d*   [\d.]+/s", lines[1], "round trips line")
+    eq(lines[2], "  connections   4 open at the end", "connections line")
+    eq(lines[-1], "  errors        0", "errors line")
+    srv.stop()
+
+
+@test(timeout=40)
+def test_bench_rounds_zero_with_errors(t):
+    # A server that ends each connection after 3 rounds: with --rounds 0
+    # that is a lost connection (short), so the run fails, round trips or not.
+    def three_rounds(conn, peer, srv):
+        for _ in range(3):
+            data = b""
+            while len(data) < 4:
+                b = conn.recv(4 - len(data))
+                if not b:
+                    return
+                data += b
+            conn.sendall(data)
+    py = t.py_server(three_rounds)
+    rep = bench(t, ["-c", "2", "--send", "ping", "--expect-bytes", "4", "--rounds", "0",
+                    "-d", "1", f"127.0.0.1:{py.port}"], rc=1)
+    check(rep["rounds"] > 0, "no round trips")
+    check(rep["errors"]["short"] > 0, f"no short errors: {rep['errors']}")
+
+
+def unreachable_netns(t):
+    """A prefix running pbx in a new user+net namespace (loopback down)."""
+    from harness import Skip, need_tool
+    need_tool("unshare", "util-linux")
+    r = t.run(["unshare", "-rn", "true"])
+    if r.rc != 0:
+        raise Skip(f"unshare -rn does not work here: {r.err.strip()}")
+    return ["unshare", "-rn"]
+
+
+@test(timeout=30)
+def test_bench_unreachable_paced(t):
+    # With no route, connect fails at once (ENETUNREACH). Each slot must
+    # wait before its next attempt (10 ms), not retry in a spin (300,000
+    # attempts in 2 s before).
+    prefix = unreachable_netns(t)
+    r = t.run_pbx(["bench", "--json", "-c", "2", "-d", "1", "10.0.0.1:80"], prefix=prefix,
+                  timeout=20)
+    eq(r.rc, 1, f"exit status (stderr {r.err!r})")
+    rep = json.loads(r.out.decode())
+    n = rep["errors"]["unreachable"]
+    check(20 <= n <= 400, f"{n} unreachable attempts by 2 slots in 1 s (10 ms apart: ~200)")
+    only_errors(rep, "unreachable", n)
+    eq(rep["connections"], 0, "connections")

@@ -153,21 +153,25 @@ def test_verbose_exit_status(t, model):
     out = recv_all(s, 10, "program output").decode()
     m = match(r"(\d+)\n", out, "program output (its pid)")
     prog_pid = m.group(1)
-    _, me = srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} pid=(\d+) status=3 ms=\d+",
-                          what="end line with status=3")
+    # The same four events in every model: the program's start and exit
+    # (under fork, the child became the program), then the end.
+    end = rf"pbx: end remote=127\.0\.0\.1:{cport} ms=\d+ end=closed"
+    srv.wait_line(end, what="end line")
     srv.stop()
     lines = srv.err_lines()
     accept = rf"pbx: accept remote=127\.0\.0\.1:{cport} local=127\.0\.0\.1:{srv.port}"
     if model == "fork":
         accept += r" pid=(\d+)"
-    eq(len(lines), 3, f"stderr lines {lines}")
-    ma = match(accept, lines[1], "accept line")
-    match(rf"pbx: end remote=127\.0\.0\.1:{cport} pid=(\d+) status=3 ms=\d+", lines[2],
-          "end line")
+    want = [accept,
+            rf"pbx: start remote=127\.0\.0\.1:{cport} pid=(\d+) program=sh",
+            rf"pbx: exit remote=127\.0\.0\.1:{cport} pid=(\d+) status=3 ms=\d+",
+            end]
+    eq(len(lines), 5, f"stderr lines {lines}")
+    ms = [match(rx, line, "event line") for rx, line in zip(want, lines[1:])]
+    eq(ms[1].group(1), prog_pid, "pid in the start line (the program's)")
+    eq(ms[2].group(1), prog_pid, "pid in the exit line (the program's)")
     if model == "fork":
-        eq(me.group(1), ma.group(1), "pid in the end line (same as the accept line)")
-    else:
-        eq(me.group(1), prog_pid, "pid in the end line (the program's)")
+        eq(ms[0].group(1), prog_pid, "pid in the accept line (the child became the program)")
 
 
 @test(params=MODELS)
@@ -176,8 +180,10 @@ def test_verbose_signal(t, model):
     s = t.dial("127.0.0.1", srv.port)
     cport = s.getsockname()[1]
     eq(recv_all(s, 10, "program output"), b"", "program output")
-    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} pid=\d+ signal=9 ms=\d+",
-                  what="end line with signal=9")
+    srv.wait_line(rf"pbx: exit remote=127\.0\.0\.1:{cport} pid=\d+ signal=9 ms=\d+",
+                  what="exit line with signal=9")
+    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} ms=\d+ end=closed",
+                  what="end line")
     srv.check_alive()
     srv.stop()
 

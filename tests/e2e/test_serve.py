@@ -78,7 +78,7 @@ def test_default_model_is_event(t):
     srv = t.serve("127.0.0.1:0", ["hello"], ["-v"])
     cport = served_hello(t, srv, "127.0.0.1")
     n = len(hello("127.0.0.1", cport))
-    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in=0 out={n} ms=\d+",
+    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in=0 out={n} ms=\d+ end=closed",
                   what="in-process end line")
     srv.stop()
     match(rf"pbx: accept remote=127\.0\.0\.1:{cport} local=127\.0\.0\.1:{srv.port}$",
@@ -131,12 +131,12 @@ def test_discard_1mib(t, model):
     s = t.dial("127.0.0.1", srv.port)
     cport = s.getsockname()[1]
     eq(exchange(s, os.urandom(MIB)), b"", "discard reply")
-    if model != "fork":  # in-process models count the bytes
-        srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in={MIB} out=0 ms=\d+",
-                      what="end line with in=1048576 out=0")
-    else:
-        srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} pid=\d+ status=0 ms=\d+",
-                      what="end line")
+    # Every model counts the bytes: under fork, the child that served.
+    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in={MIB} out=0 ms=\d+ end=closed",
+                  what="end line with in=1048576 out=0")
+    if model == "fork":
+        srv.wait_line(rf"pbx: exit remote=127\.0\.0\.1:{cport} pid=\d+ status=0 ms=\d+",
+                      what="the child's exit line")
     srv.stop()
 
 
@@ -186,22 +186,23 @@ def test_verbose_lines(t, model):
     cport = served_hello(t, srv, "127.0.0.1")
     n = len(hello("127.0.0.1", cport))
     accept = rf"pbx: accept remote=127\.0\.0\.1:{cport} local=127\.0\.0\.1:{srv.port}"
-    if model != "fork":  # in-process models count the bytes
-        end = rf"pbx: end remote=127\.0\.0\.1:{cport} in=0 out={n} ms=(\d+)"
-    else:
-        accept += r" pid=(\d+)"
-        end = rf"pbx: end remote=127\.0\.0\.1:{cport} pid=(\d+) status=0 ms=(\d+)"
-    srv.wait_line(end, what="end line")
+    # Whoever served the connection counts its bytes (under fork, the
+    # child); the fork parent then says how the child exited.
+    end = rf"pbx: end remote=127\.0\.0\.1:{cport} in=0 out={n} ms=(\d+) end=closed"
+    want = [accept, end]
+    if model == "fork":
+        want[0] += r" pid=(\d+)"
+        want.append(rf"pbx: exit remote=127\.0\.0\.1:{cport} pid=(\d+) status=0 ms=(\d+)")
+    srv.wait_line(want[-1], what="last event line")
     srv.stop()
     lines = srv.err_lines()
-    eq(len(lines), 3, f"stderr lines {lines}")
+    eq(len(lines), len(want) + 1, f"stderr lines {lines}")
     eq(lines[0], srv.listen_line(), "first line")
-    ma = match(accept, lines[1], "accept line")
-    me = match(end, lines[2], "end line")
+    ms = [match(rx, line, "event line") for rx, line in zip(want, lines[1:])]
     if model == "fork":
-        eq(me.group(1), ma.group(1), "pid in the end line (same as the accept line)")
-        check(int(ma.group(1)) not in (0, srv.pid), f"accept pid {ma.group(1)} is not a child")
-    check(int(me.groups()[-1]) < 10000, f"ms={me.groups()[-1]} for a greeting")
+        eq(ms[2].group(1), ms[0].group(1), "pid in the exit line (same as the accept line)")
+        check(int(ms[0].group(1)) not in (0, srv.pid), f"accept pid {ms[0].group(1)} is not a child")
+    check(int(ms[1].group(1)) < 10000, f"ms={ms[1].group(1)} for a greeting")
 
 
 @test()
@@ -210,7 +211,7 @@ def test_verbose_echo_counts(t):
     s = t.dial("127.0.0.1", srv.port)
     cport = s.getsockname()[1]
     eq(exchange(s, b"hello"), b"hello", "echo")
-    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in=5 out=5 ms=\d+",
+    srv.wait_line(rf"pbx: end remote=127\.0\.0\.1:{cport} in=5 out=5 ms=\d+ end=closed",
                   what="end line with in=5 out=5")
     srv.stop()
 
@@ -220,7 +221,8 @@ def test_verbose_ipv6(t):
     srv = t.serve("[::1]:0", ["hello"], ["-m", "serial", "-v"])
     cport = served_hello(t, srv, "::1")
     n = len(hello("::1", cport))
-    srv.wait_line(rf"pbx: end remote=\[::1\]:{cport} in=0 out={n} ms=\d+", what="end line")
+    srv.wait_line(rf"pbx: end remote=\[::1\]:{cport} in=0 out={n} ms=\d+ end=closed",
+                  what="end line")
     srv.stop()
     match(rf"pbx: accept remote=\[::1\]:{cport} local=\[::1\]:{srv.port}",
           srv.err_lines()[1], "accept line")

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from harness import (children, check, eq, hello, match, recv_all, test,
+from harness import (Proc, children, check, eq, hello, match, recv_all, test,
                      wait_until, zombies)
 
 
@@ -38,8 +38,7 @@ def test_workers_serve(t, model):
     # One listening line for the whole group; each worker counts its own.
     eq(srv.err_lines()[0], srv.listen_line(), "listening line")
     lines = [x for x in srv.err_lines()[1:]]
-    served = [int(match(r"pbx: served (\d+) connections", x, "worker count").group(1))
-              for x in lines]
+    served = [int(match(srv.SERVED.pattern, x, "worker count").group(1)) for x in lines]
     # The supervisor's own count line was taken off by stop(); together
     # the lines must account for every caller.
     eq(sum(served) + (srv.served or 0), 40, f"connections counted by the workers ({lines})")
@@ -47,6 +46,23 @@ def test_workers_serve(t, model):
                                  open(f"/proc/{p}/stat").read().split()[2] == "Z"
                                  for p in pids), 5),
           "workers still running after the supervisor stopped")
+
+
+@test(params=[("single-0", [], 0, "pbx: served 0 connections"),
+              ("single-1", [], 1, "pbx: served 1 connection"),
+              ("single-2", [], 2, "pbx: served 2 connections"),
+              ("worker-1", ["--workers", "1"], 1, "pbx: served 1 connection"),
+              ("worker-2", ["--workers", "1"], 2, "pbx: served 2 connections")])
+def test_served_count_line(t, opts, callers, line):
+    # The closing count says "connection" for one, "connections" for any
+    # other number, with or without a supervisor (each worker writes its own).
+    srv = t.serve("127.0.0.1:0", ["hello"], opts)
+    for _ in range(callers):
+        greet(t, srv)
+    srv.signal(signal.SIGTERM)
+    eq(srv.wait(5), 0, "exit status after SIGTERM")
+    srv.wait_eof(3)
+    eq(Proc.err_lines(srv), [srv.listen_line(), line], "stderr lines")
 
 
 @test()

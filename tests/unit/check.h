@@ -71,7 +71,10 @@ struct check_test {
 	const char *name;
 	void (*fn)(void);
 };
-#define TEST(f) {#f, f}
+#define TEST(f)                                                                \
+	{                                                                      \
+		.name = #f, .fn = f                                            \
+	}
 
 static int
 check_count_fds(void)
@@ -126,8 +129,8 @@ check_run_one(const struct check_test *t)
 		    WTERMSIG(status),
 		    WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
 	else
-		printf("FAIL %s: exit status %d\n", t->name,
-		    WEXITSTATUS(status));
+		printf(
+		    "FAIL %s: exit status %d\n", t->name, WEXITSTATUS(status));
 	return 1;
 }
 
@@ -152,8 +155,8 @@ check_main(const struct check_test *tests, size_t n, int argc, char **argv)
 	int main(int argc, char **argv)                                        \
 	{                                                                      \
 		static const struct check_test tests[] = {__VA_ARGS__};        \
-		return check_main(tests, sizeof tests / sizeof tests[0],       \
-		    argc, argv);                                               \
+		return check_main(                                             \
+		    tests, sizeof tests / sizeof tests[0], argc, argv);        \
 	}
 
 #endif /* CHECK_H */

@@ -596,67 +596,6 @@ test_sock_set_nonblock(void)
 	CHECK_EQ(pbx_set_nonblock(sv[0], true), -EBADF);
 }
 
-static void
-test_sock_dial_start_finish(void)
-{
-	struct pbx_addr bound;
-	int lfd = listen_on(AF_INET, "127.0.0.1", &bound);
-	REQUIRE(lfd >= 0);
-	bool in_progress = true;
-	int cfd = pbx_dial_start(&bound, NULL, &in_progress);
-	REQUIRE(cfd >= 0);
-	CHECK(is_cloexec(cfd));
-	if (in_progress) {
-		struct pollfd p = {.fd = cfd, .events = POLLOUT};
-		CHECK_EQ(poll(&p, 1, 5000), 1);
-	}
-	CHECK_EQ(pbx_dial_finish(cfd), 0);
-	struct pbx_addr remote, clocal;
-	int afd = pbx_accept(lfd, &remote, 0);
-	REQUIRE(afd >= 0);
-	CHECK_EQ(pbx_addr_local(cfd, &clocal), 0);
-	CHECK(same_addr(&remote, &clocal));
-	close(afd);
-	close(cfd);
-
-	/* With a source. */
-	struct pbx_addr src = mkaddr(AF_INET, "127.0.0.2", 0);
-	cfd = pbx_dial_start(&bound, &src, &in_progress);
-	REQUIRE(cfd >= 0);
-	if (in_progress) {
-		struct pollfd p = {.fd = cfd, .events = POLLOUT};
-		CHECK_EQ(poll(&p, 1, 5000), 1);
-	}
-	CHECK_EQ(pbx_dial_finish(cfd), 0);
-	afd = pbx_accept(lfd, &remote, 0);
-	REQUIRE(afd >= 0);
-	CHECK_EQ(ntohl(remote.u.in4.sin_addr.s_addr), 0x7f000002);
-	close(afd);
-	close(cfd);
-	close(lfd);
-}
-
-static void
-test_sock_dial_start_refused(void)
-{
-	struct pbx_addr dead;
-	int hold = closed_port(AF_INET, "127.0.0.1", &dead);
-	REQUIRE(hold >= 0);
-	bool in_progress = false;
-	int cfd = pbx_dial_start(&dead, NULL, &in_progress);
-	if (cfd < 0) {
-		CHECK_EQ(cfd, -ECONNREFUSED);
-	} else {
-		if (in_progress) {
-			struct pollfd p = {.fd = cfd, .events = POLLOUT};
-			CHECK_EQ(poll(&p, 1, 5000), 1);
-		}
-		CHECK_EQ(pbx_dial_finish(cfd), -ECONNREFUSED);
-		close(cfd);
-	}
-	close(hold);
-}
-
 /*
  * A listener with backlog 1 whose queue is full drops further SYNs, so a
  * dial to it hangs: the per-address timeout must end it, on time.
@@ -717,5 +656,4 @@ CHECK_MAIN(TEST(test_sock_listen_dial_accept_v4),
     TEST(test_sock_listen_backlog_and_nonblock), TEST(test_sock_trace_listen),
     TEST(test_sock_trace_dial), TEST(test_sock_accept_nonblock_empty),
     TEST(test_sock_close_reset), TEST(test_sock_set_nonblock),
-    TEST(test_sock_dial_start_finish), TEST(test_sock_dial_start_refused),
     TEST(test_sock_dial_timeout), TEST(test_sock_addr_local_remote_errors))

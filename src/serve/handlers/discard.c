@@ -2,26 +2,24 @@
 /* discard.c: RFC 863: read and drop everything until the caller closes. */
 #include "../serve.h"
 
-#include <errno.h>
-
 static void
 discard_start(struct serve_conn *c)
 {
-	conn_want(c, PBX_READABLE);
+	int r = conn_read_start(c);
+	if (r < 0)
+		conn_end(c, r);
 }
 
 static void
-discard_ready(struct serve_conn *c, unsigned events)
+discard_read(struct serve_conn *c, ssize_t n, char *buf)
 {
-	(void)events;
-	ssize_t n = conn_read(c, c->srv->scratch, c->srv->scratch_size);
-	if (n == -EAGAIN || n > 0)
-		return;
-	conn_end(c, (int)n);
+	(void)buf;
+	if (n <= 0)
+		conn_end(c, (int)n);
 }
 
 const struct serve_handler serve_discard = {
     .name = "discard",
     .start = discard_start,
-    .ready = discard_ready,
+    .read = discard_read,
 };

@@ -3,18 +3,35 @@
  * exec.c: run a program per connection (UCSPI): the socket on fds 0 and 1,
  * PROTO and the TCP* variables in the environment.
  */
-#include "../../cli/log.h"
 #include "../serve.h"
 
-#include <unistd.h> /* _exit */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 
-static void
-program_exited(struct pbx_loop *loop, struct pbx_child *child, int wstatus)
+/* What every program start needs, prepared once per server process. */
+static int
+exec_setup(struct serve *srv)
 {
-	struct serve_conn *c = child->data;
+	const struct serve_opts *o = srv->opts;
 
-	(void)loop;
-	conn_end_program(c, wstatus);
+	pbx_signals_ignored(&srv->ignored); /* SIGPIPE, and any inherited */
+	/* Search PATH once; if the program is not there yet, each caller's
+	 * spawn searches again (and reports it missing). */
+	srv->program = malloc(PATH_MAX);
+	if (srv->program != NULL &&
+	    pbx_find_program(o->argv[0], srv->program, PATH_MAX) < 0) {
+		free(srv->program);
+		srv->program = NULL;
+	}
+	return pbx_env_init(&srv->env, NULL);
+}
+
+/* Programs' ends come back to the loop that started them. */
+static int
+exec_attach(struct serve *srv)
+{
+	return serve_watch_programs(srv);
 }
 
 static struct pbx_spawn_opts
@@ -27,14 +44,15 @@ program_opts(const struct serve *srv, int fd)
 	    .sock_fd = fd,
 	    .layout = PBX_FDS_SERVER,
 	    .sigdefault = &srv->ignored,
-	    /* Accepted blocking, and serve_run marked inherited fds. */
-	    .flags = PBX_SPAWN_FDS_CLOEXEC | PBX_SPAWN_SOCK_BLOCKING,
-
+	    /* serve_run marked inherited fds; a socket accepted raw is
+	     * blocking already. */
+	    .flags = PBX_SPAWN_FDS_CLOEXEC |
+		     (srv->raw_accept ? PBX_SPAWN_SOCK_BLOCKING : 0),
 	};
 }
 
-void
-serve_exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
+static void
+exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
 	struct pbx_addr local = srv->local;
 
@@ -43,44 +61,53 @@ serve_exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
 	pbx_env_set_tcp(&srv->env, &local, remote);
 }
 
-void
-serve_exec_become(struct serve *srv, int fd)
+static int
+exec_become(struct serve *srv, int fd)
 {
 	struct pbx_spawn_opts o = program_opts(srv, fd);
-	int r = pbx_exec(&o);
 
-	log_error("run %s: %s", o.argv[0], pbx_strerror(r));
-	_exit(1);
+	return pbx_exec(&o);
 }
 
 static void
 exec_start(struct serve_conn *c)
 {
 	struct serve *srv = c->srv;
-	struct pbx_spawn_opts o = program_opts(srv, conn_fd(c));
+	struct pbx_addr local;
 
-	pbx_env_set_tcp(&srv->env, conn_local(c), &c->remote);
-	pid_t pid = pbx_spawn(&o);
-	if (pid < 0) {
-		log_error("run %s: %s", o.argv[0], pbx_strerror(pid));
-		conn_end(c, pid);
+	/* A program reads the socket itself: only plain bytes will do
+	 * (a TLS connection will need a relay in between). */
+	if (!c->stream.tr->plain) {
+		conn_program_failed(c, -EPROTONOSUPPORT);
 		return;
 	}
-	log_trace("spawn(%s) = %ld", o.argv[0], (long)pid);
-	/* The program has the socket now; our copy would hold it open. */
-	conn_watch_program(c, pid, program_exited);
+	conn_local(c, &local);
+	pbx_env_set_tcp(&srv->env, &local, &c->remote);
+	struct pbx_spawn_opts o = program_opts(srv, conn_fd(c));
+	pid_t pid = pbx_spawn(&o);
+	if (pid < 0) {
+		conn_program_failed(c, pid);
+		return;
+	}
+	conn_give_to_program(c, pid);
 }
 
 static void
-exec_ready(struct serve_conn *c, unsigned events)
+exec_read(struct serve_conn *c, ssize_t n, char *buf)
 {
-	/* exec never asks for fd events: the program does the I/O. */
+	/* The program does the I/O: exec never asks to read. */
 	(void)c;
-	(void)events;
+	(void)n;
+	(void)buf;
 }
 
 const struct serve_handler serve_exec = {
     .name = "exec",
+    .flags = SERVE_HANDLER_RAW_SOCKET | SERVE_HANDLER_BECOMES,
+    .setup = exec_setup,
+    .attach = exec_attach,
     .start = exec_start,
-    .ready = exec_ready,
+    .read = exec_read,
+    .prepare = exec_prepare,
+    .become = exec_become,
 };
