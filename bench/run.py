@@ -289,7 +289,7 @@ class Server:
             self.proc = None
         for h in self.helpers:
             h.stop()
-        counts = re.findall(r"served (\d+) connections", self.log())
+        counts = re.findall(r"served (\d+) connections?", self.log())
         return sum(int(c) for c in counts) if counts else None
 
     @property

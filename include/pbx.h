@@ -553,7 +553,10 @@ struct pbx_stream {
 
 /*
  * Make fd a stream on loop (no system call). The stream takes the fd
- * over: pbx_stream_close closes it. tr NULL means pbx_transport_plain.
+ * over: pbx_stream_close closes it. tr NULL means pbx_transport_plain;
+ * a transport with state of its own sets s->tr_data after this call. The
+ * fd should be non-blocking: a blocking one makes the loop wait on it
+ * (pbx_relay accepts that for a terminal, as netcat does).
  */
 void pbx_stream_init(struct pbx_stream *s, struct pbx_loop *loop, int fd,
     const struct pbx_transport *tr, const struct pbx_stream_ops *ops);
@@ -576,15 +579,17 @@ ssize_t pbx_stream_try_read(struct pbx_stream *s, void *buf, size_t len);
 
 /*
  * One write now, if nothing is queued: the count written (maybe short),
- * -EAGAIN (nothing could go, or writes are queued), or -errno. Never
- * raises SIGPIPE.
+ * -EAGAIN (nothing could go, or writes are queued), or -errno. A socket
+ * never raises SIGPIPE; a pipe whose reader has gone does, unless the
+ * caller ignores SIGPIPE (pbx does), as write(2) would.
  */
 ssize_t pbx_stream_try_write(struct pbx_stream *s, const void *buf, size_t len);
 
 /*
  * Queue w (buf and len set by the caller, borrowed until w->cb) after
  * what is queued; w->cb runs once all of it is written or has failed.
- * Returns 0, or -errno when the stream is closing or writing failed.
+ * Returns 0, or -EPIPE when the stream is closing, shut down, or a write
+ * failed before.
  */
 int pbx_stream_write(struct pbx_stream *s, struct pbx_write *w);
 
@@ -637,7 +642,10 @@ int pbx_stream_release_fd(struct pbx_stream *s);
  *   the first error (r->err, r->where).
  * While it runs the relay owns the streams' callbacks (ops and data); it
  * gives them back before it calls cb, and leaves the streams open: the
- * caller closes them. Its memory must stay valid until then.
+ * caller closes them. After an error a write of the relay's may still be
+ * queued on a stream: the relay's memory must stay valid until the
+ * streams' close callbacks have run. The streams' fds must be
+ * non-blocking (a blocking local output would stall the loop).
  */
 enum {
 	/* End when B's input ends, even if A's is still open (netcat). */
@@ -653,7 +661,7 @@ struct pbx_relay_dir { /* private: one direction */
 	struct pbx_stream *from, *to;
 	char *buf; /* owned while the relay runs or a write is queued */
 	struct pbx_write w;
-	bool writing, ended, shut;
+	bool writing, ended, shut, shut_done;
 	uint64_t bytes; /* written */
 };
 
@@ -671,10 +679,13 @@ struct pbx_relay {
 	struct pbx_relay_dir dir[2]; /* A to B, B to A */
 	const struct pbx_stream_ops *saved_ops[4];
 	void *saved_data[4];
-	bool running;
+	bool running, starting;
 };
 
-/* Start relaying on the streams' loop. Returns 0 or -errno (-ENOMEM). */
+/*
+ * Start relaying on the streams' loop. Returns 0 (cb will run once, from
+ * the loop), or -errno (-ENOMEM, a stream that cannot be read) and no cb.
+ */
 int pbx_relay_start(struct pbx_relay *r);
 
 /*

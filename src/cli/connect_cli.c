@@ -141,5 +141,5 @@ cli_connect(int argc, char **argv)
 	if (r != 0)
 		return r;
 	log_init("connect", cli.level, cli.trace, cli.format);
-	return client_connect(&cli.o);
+	return client_connect(&cli.o) == CLIENT_OK ? EXIT_OK : EXIT_RUNTIME;
 }

@@ -16,7 +16,13 @@ struct client_opts {
 	const char *const *argv;    /* a program for fds 6/7, or NULL */
 };
 
-/* Dial and relay (or exec the program); returns the exit status. */
-int client_connect(const struct client_opts *o);
+/* How a call went; the CLI turns it into an exit status. */
+enum client_status {
+	CLIENT_OK = 0,     /* the call ended normally */
+	CLIENT_FAILED = 1, /* refused, unreachable, timed out, reset, ... */
+};
+
+/* Dial and relay (or exec the program). */
+enum client_status client_connect(const struct client_opts *o);
 
 #endif /* CLIENT_H */

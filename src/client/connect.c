@@ -4,12 +4,13 @@
  * stdin/stdout like netcat (half-close included) or become a program with
  * the socket on fds 6 and 7 (UCSPI, as tcpclient).
  */
-#include "../cli/args.h"
+#include "../log/event.h"
 #include "../log/log.h"
 #include "client.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_ADDRS 16
@@ -145,22 +146,49 @@ resolve(const struct pbx_hostport *hp, int flags, struct pbx_addr *out)
 	return n;
 }
 
+/* The call is placed: who answered, from which local address. */
 static void
-log_connected(int fd)
+emit_connected(int fd, struct pbx_addr *remote)
 {
-	char rtext[PBX_ADDR_STRLEN], ltext[PBX_ADDR_STRLEN];
-	struct pbx_addr local, remote;
+	struct pbx_addr local;
 
-	if (log_level() < LOG_VERBOSE || pbx_addr_local(fd, &local) < 0 ||
-	    pbx_addr_remote(fd, &remote) < 0)
+	if (pbx_addr_remote(fd, remote) < 0)
+		remote->len = 0;
+	if (log_level() < LOG_VERBOSE || pbx_addr_local(fd, &local) < 0)
 		return;
-	pbx_addr_format(&remote, rtext, sizeof rtext);
-	pbx_addr_format(&local, ltext, sizeof ltext);
-	log_event("connected remote=%s local=%s", rtext, ltext);
+	log_emit(&(struct event){
+	    .kind = EVENT_CONNECTED, .remote = remote, .local = &local});
+}
+
+/* The conversation is over: the bytes each way, how long, how it ended. */
+static void
+emit_end(const struct pbx_addr *remote, const struct pbx_relay_stats *st,
+    uint64_t ms, int err)
+{
+	if (log_level() < LOG_VERBOSE)
+		return;
+	log_emit(&(struct event){.kind = EVENT_END,
+	    .remote = remote->len > 0 ? remote : NULL,
+	    .has_bytes = true,
+	    .bytes_in = st->from_socket,
+	    .bytes_out = st->to_socket,
+	    .has_ms = true,
+	    .ms = ms,
+	    .end = event_end_of(err),
+	    .err = err});
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Become the program: socket on 6 and 7, the caller's view in TCP*. */
-static int
+static enum client_status
 run_program(const struct client_opts *o, int fd)
 {
 	struct pbx_addr local, remote;
@@ -181,50 +209,54 @@ run_program(const struct client_opts *o, int fd)
 		pbx_env_fini(&env);
 	}
 	log_error("run %s: %s", o->argv[0], pbx_strerror(r));
-	return EXIT_RUNTIME;
+	return CLIENT_FAILED;
 }
 
-static int
-relay(const struct client_opts *o, int fd)
+static enum client_status
+relay(const struct client_opts *o, int fd, const struct pbx_addr *remote)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN};
+	struct pbx_relay_stats st;
+	uint64_t t0 = now_ms();
 	int where = 0;
 
 	/* A reader of our stdout that goes away ends the relay, quietly. */
 	sigaction(SIGPIPE, &ign, NULL);
-	int r = pbx_relay(STDIN_FILENO, STDOUT_FILENO, fd, 0, NULL, &where);
+	int r = pbx_relay(STDIN_FILENO, STDOUT_FILENO, fd, 0, &st, &where);
 	close(fd);
-	if (r == 0 || (r == -EPIPE && where == 0))
-		return EXIT_OK;
+	bool quiet_end = r == -EPIPE && where == 0; /* stdout's reader left */
+	emit_end(remote, &st, now_ms() - t0, quiet_end ? 0 : r);
+	if (r == 0 || quiet_end)
+		return CLIENT_OK;
 	if (where == 1)
 		log_error("connection %s: %s", o->address, pbx_strerror(r));
 	else
 		log_error("relay stdin/stdout: %s", pbx_strerror(r));
-	return EXIT_RUNTIME;
+	return CLIENT_FAILED;
 }
 
-int
+enum client_status
 client_connect(const struct client_opts *o)
 {
-	struct pbx_addr to[MAX_ADDRS], from[MAX_ADDRS];
+	struct pbx_addr to[MAX_ADDRS], from[MAX_ADDRS], remote;
 	struct dial_result res;
 	int nfrom = 0;
 
 	int nto = resolve(&o->where, 0, to);
 	if (nto < 0)
-		return EXIT_RUNTIME;
+		return CLIENT_FAILED;
 	if (o->has_source) {
 		nfrom = resolve(&o->source, PBX_RESOLVE_PASSIVE, from);
 		if (nfrom < 0)
-			return EXIT_RUNTIME;
+			return CLIENT_FAILED;
 	}
 	int fd = dial_all(o, to, nto, from, nfrom, &res);
 	if (fd < 0) {
 		report_dial(o, &res);
-		return EXIT_RUNTIME;
+		return CLIENT_FAILED;
 	}
-	log_connected(fd);
+	emit_connected(fd, &remote);
 	if (o->argv != NULL)
 		return run_program(o, fd);
-	return relay(o, fd);
+	return relay(o, fd, &remote);
 }

@@ -59,7 +59,8 @@ finish(struct pbx_relay *r)
 	}
 	r->a_to_b = r->dir[A_TO_B].bytes;
 	r->b_to_a = r->dir[B_TO_A].bytes;
-	r->cb(r);
+	if (!r->starting) /* a failure inside start is its return value */
+		r->cb(r);
 }
 
 static void
@@ -82,6 +83,9 @@ check_done(struct pbx_relay *r)
 	const struct pbx_relay_dir *ab = &r->dir[A_TO_B], *ba = &r->dir[B_TO_A];
 
 	if (!r->running || ab->writing || ba->writing || !ba->ended)
+		return;
+	/* An end carried over is part of the relay: its FIN is out. */
+	if ((ab->shut && !ab->shut_done) || (ba->shut && !ba->shut_done))
 		return;
 	if (ab->ended || (r->flags & PBX_RELAY_END_WITH_B))
 		finish(r);
@@ -204,9 +208,29 @@ on_read(struct pbx_stream *s, ssize_t n, char *buf)
 	check_done(r);
 }
 
+/* A carried end went out (the FIN is sent): the direction is over. */
+static void
+on_shutdown(struct pbx_stream *s, int status)
+{
+	struct pbx_relay *r = s->data;
+
+	for (int d = 0; d < 2; d++) {
+		struct pbx_relay_dir *x = &r->dir[d];
+		if (x->to != s || !x->shut || x->shut_done)
+			continue;
+		x->shut_done = true;
+		if (status < 0) {
+			fail(r, status, side_to(d));
+			return;
+		}
+	}
+	check_done(r);
+}
+
 static const struct pbx_stream_ops relay_ops = {
     .alloc = on_alloc,
     .read = on_read,
+    .shutdown = on_shutdown,
 };
 
 int
@@ -237,8 +261,10 @@ pbx_relay_start(struct pbx_relay *r)
 		s->data = r;
 	}
 	r->running = true;
+	r->starting = true;
 	resume(r, A_TO_B);
 	resume(r, B_TO_A);
+	r->starting = false;
 	return r->running ? 0 : r->err;
 }
 

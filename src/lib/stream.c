@@ -144,6 +144,9 @@ update(struct pbx_stream *s)
 	if (want == (s->io.events & (PBX_READABLE | PBX_WRITABLE)))
 		return 0;
 	int r = pbx_io_start(s->loop, &s->io, want);
+	if (want == 0)
+		s->flags &=
+		    (uint16_t)~F_FED; /* stopping dropped the delivery */
 	if (r == -EPERM) {
 		/* A regular file or the like: always ready, so the loop's
 		 * before-wait delivery stands in for readiness. */

@@ -134,8 +134,13 @@ def test_verbose(t, host):
     eq(r.out, b"hi\n", "stdout")
     eq(r.rc, 0, "exit status")
     local = srv.peers[0][1]
-    eq(r.err_lines(), [f"pbx: connected remote={fmt_addr(host, srv.port)}"
-                       f" local={fmt_addr(host, local)}"], "stderr")
+    lines = r.err_lines()
+    eq(len(lines), 2, f"stderr lines {lines}")
+    eq(lines[0], f"pbx: connected remote={fmt_addr(host, srv.port)}"
+       f" local={fmt_addr(host, local)}", "connected line")
+    # The end: 3 bytes in, none out (stdin is /dev/null), a clean close.
+    match(rf"pbx: end remote={re.escape(fmt_addr(host, srv.port))} in=3 out=0 ms=\d+ end=closed",
+          lines[1], "end line")
 
 
 @test()
@@ -247,7 +252,9 @@ def test_localhost_tries_each_address(t, addr, host):
     eq(r.out, b"ping", "echo through localhost")
     eq(r.rc, 0, f"exit status (stderr {short(r.err)})")
     lines = r.err_lines()
-    eq(len(lines), 1, f"stderr lines {lines}")
+    eq(len(lines), 2, f"stderr lines {lines}")
+    match(rf"pbx: end remote={re.escape(fmt_addr(host, srv.port))} in=4 out=4 ms=\d+ end=closed",
+          lines[1], "end line")
     match(rf"pbx: connected remote={re.escape(fmt_addr(host, srv.port))}"
           rf" local={re.escape(fmt_addr(host, 0))[:-1]}[1-9]\d*", lines[0], "connected line")
     srv.stop()

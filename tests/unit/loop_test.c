@@ -1131,6 +1131,324 @@ test_loop_timer_zero_restart_no_starvation(void)
 	pbx_loop_free(loop);
 }
 
+/* ---------------------------------------------------------------- */
+/* Fed events (pbx_io_feed); a stop before the run                    */
+/* ---------------------------------------------------------------- */
+
+struct fed_rec {
+	struct pbx_io io;
+	int calls;
+	unsigned events[8];
+	int64_t at;     /* when it was last called */
+	int refeed;     /* feeds itself again this many more times */
+	bool stop_loop; /* the callback stops the loop */
+	int stop_after; /* ... once it has been called this often */
+};
+
+static void
+fed_cb(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
+{
+	struct fed_rec *f = (struct fed_rec *)w;
+	if (f->calls < 8)
+		f->events[f->calls] = events;
+	f->calls++;
+	f->at = now_ms();
+	if (f->refeed > 0) {
+		f->refeed--;
+		if (pbx_io_feed(loop, w, events) != 0)
+			CHECK_FAILED("feed from the callback failed");
+	}
+	if (f->stop_loop || (f->stop_after > 0 && f->calls >= f->stop_after))
+		pbx_loop_stop(loop);
+}
+
+static void
+test_loop_feed_unstarted_watcher(void)
+{
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct fed_rec f = {.io = {.fd = -1, .cb = fed_cb}};
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_READABLE | PBX_HANGUP), 0);
+	CHECK_EQ(f.calls, 0); /* not inside the call */
+	CHECK_EQ(f.io.events, 0);
+	int64_t t0 = now_ms();
+	CHECK_EQ(pbx_loop_run(loop), 0); /* delivers, then has nothing */
+	CHECK(now_ms() - t0 < 1000);
+	CHECK_EQ(f.calls, 1);
+	CHECK_EQ(f.events[0], PBX_READABLE | PBX_HANGUP);
+	CHECK_EQ(f.io.events, 0); /* feeding does not start it */
+
+	/* Each call queues one delivery, in order. */
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_WRITABLE), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(f.calls, 3);
+	CHECK_EQ(f.events[1], PBX_READABLE);
+	CHECK_EQ(f.events[2], PBX_WRITABLE);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(f.calls, 3);
+	pbx_loop_free(loop);
+}
+
+struct feeding_timer {
+	struct pbx_timer t;
+	struct pbx_io *w;
+	unsigned events;
+	int64_t at;
+};
+
+static void
+feeding_timer_cb(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct feeding_timer *ft = (struct feeding_timer *)t;
+	ft->at = now_ms();
+	if (pbx_io_feed(loop, ft->w, ft->events) != 0)
+		CHECK_FAILED("feed from a timer failed");
+}
+
+/* Delivered before the loop waits: a wait first would last until the
+ * guard, as the fd has nothing to say. */
+static void
+test_loop_feed_before_wait(void)
+{
+	int sv[2];
+	REQUIRE(pair(sv) == 0);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct fed_rec f = {
+	    .io = {.fd = sv[0], .cb = fed_cb}, .stop_loop = true};
+	CHECK_EQ(pbx_io_start(loop, &f.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_WRITABLE), 0);
+	struct guard g;
+	guard_start(loop, &g, 3000);
+	int64_t t0 = now_ms();
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK(!g.fired);
+	CHECK_EQ(f.calls, 1);
+	CHECK_EQ(f.events[0], PBX_WRITABLE); /* as given, not the fd's */
+	CHECK(f.at - t0 < 500);
+
+	/* Fed from a timer's callback: before the loop waits again. */
+	struct feeding_timer ft = {
+	    .t.cb = feeding_timer_cb, .w = &f.io, .events = PBX_READABLE};
+	CHECK_EQ(pbx_timer_start(loop, &ft.t, 20), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK(!g.fired);
+	CHECK_EQ(f.calls, 2);
+	CHECK_EQ(f.events[1], PBX_READABLE); /* though nothing is readable */
+	CHECK(f.at - ft.at < 500);
+
+	/* Fed from a fed callback: after a look at the fds, not a wait. */
+	f.stop_loop = false;
+	f.stop_after = 4;
+	f.refeed = 1;
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_WRITABLE), 0);
+	t0 = now_ms();
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK(!g.fired);
+	CHECK_EQ(f.calls, 4);
+	CHECK(f.at - t0 < 500);
+	pbx_timer_stop(loop, &g.t);
+	pbx_io_stop(loop, &f.io);
+	pbx_loop_free(loop);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void
+test_loop_feed_dropped_by_stop_and_forget(void)
+{
+	int sv[2];
+	REQUIRE(pair(sv) == 0);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	/* Fed, then stopped (it was never started). */
+	struct fed_rec a = {.io = {.fd = -1, .cb = fed_cb}};
+	CHECK_EQ(pbx_io_feed(loop, &a.io, PBX_READABLE), 0);
+	pbx_io_stop(loop, &a.io);
+	/* Started, fed, forgotten, its fd closed. */
+	struct fed_rec b = {.io = {.fd = sv[0], .cb = fed_cb}};
+	CHECK_EQ(pbx_io_start(loop, &b.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_io_feed(loop, &b.io, PBX_READABLE), 0);
+	pbx_io_forget(loop, &b.io);
+	close(sv[0]);
+	/* Fed, stopped, fed again: one call. */
+	struct fed_rec e = {.io = {.fd = -1, .cb = fed_cb}};
+	CHECK_EQ(pbx_io_feed(loop, &e.io, PBX_READABLE), 0);
+	pbx_io_stop(loop, &e.io);
+	CHECK_EQ(pbx_io_feed(loop, &e.io, PBX_WRITABLE), 0);
+	/* Two fed together; whichever runs first stops and frees the
+	 * other (ASan sees the loop touch it). */
+	int calls = 0;
+	struct rival *slot[2];
+	slot[0] = calloc(1, sizeof(struct rival));
+	slot[1] = calloc(1, sizeof(struct rival));
+	REQUIRE(slot[0] && slot[1]);
+	*slot[0] = (struct rival){
+	    {.fd = -1, .cb = rival_cb}, &slot[1], &slot[0], &calls};
+	*slot[1] = (struct rival){
+	    {.fd = -1, .cb = rival_cb}, &slot[0], &slot[1], &calls};
+	CHECK_EQ(pbx_io_feed(loop, &slot[0]->io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_io_feed(loop, &slot[1]->io, PBX_READABLE), 0);
+
+	struct guard g;
+	guard_start(loop, &g, 200);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(a.calls, 0);
+	CHECK_EQ(b.calls, 0);
+	CHECK_EQ(e.calls, 1);
+	CHECK_EQ(e.events[0], PBX_WRITABLE);
+	CHECK_EQ(calls, 1);
+	CHECK(slot[0] == NULL && slot[1] == NULL);
+	pbx_timer_stop(loop, &g.t);
+	pbx_loop_free(loop);
+	close(sv[1]);
+}
+
+/* Nothing started, no timer: run still delivers what is fed, including
+ * what the deliveries feed, before it returns. */
+static void
+test_loop_run_delivers_fed_before_returning(void)
+{
+	alarm(3);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct fed_rec f = {.io = {.fd = -1, .cb = fed_cb}, .refeed = 4};
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(f.calls, 5);
+
+	/* Fed by the last timer: the loop has nothing else, yet delivers. */
+	struct fed_rec f2 = {.io = {.fd = -1, .cb = fed_cb}};
+	struct feeding_timer ft = {
+	    .t.cb = feeding_timer_cb, .w = &f2.io, .events = PBX_WRITABLE};
+	CHECK_EQ(pbx_timer_start(loop, &ft.t, 10), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(f2.calls, 1);
+	CHECK_EQ(f2.events[0], PBX_WRITABLE);
+	pbx_loop_free(loop);
+}
+
+/* A stop in a fed callback returns after it; what is still fed waits for
+ * the next run. */
+static void
+test_loop_feed_kept_across_stop(void)
+{
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct fed_rec a = {.io = {.fd = -1, .cb = fed_cb}, .stop_loop = true};
+	struct fed_rec b = {.io = {.fd = -1, .cb = fed_cb}};
+	CHECK_EQ(pbx_io_feed(loop, &a.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_io_feed(loop, &b.io, PBX_READABLE), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(a.calls, 1);
+	CHECK_EQ(b.calls, 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(a.calls, 1);
+	CHECK_EQ(b.calls, 1);
+	pbx_loop_free(loop);
+}
+
+struct feed_stopper {
+	struct pbx_timer t;
+	struct pbx_io *feeder;
+	int calls;
+};
+
+static void
+feed_stopper_cb(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct feed_stopper *st = (struct feed_stopper *)t;
+	st->calls++;
+	pbx_io_stop(loop, st->feeder); /* drops its queued delivery */
+	pbx_loop_stop(loop);
+}
+
+/* A watcher that feeds itself on every call lets fds and timers run. */
+static void
+test_loop_feed_self_does_not_starve(void)
+{
+	alarm(3);
+	int sv[2];
+	REQUIRE(pair(sv) == 0);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct fed_rec f = {.io = {.fd = -1, .cb = fed_cb}, .refeed = 1 << 30};
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_READABLE), 0);
+	struct io_rec rec = {.read_it = true};
+	struct pbx_io w = {.fd = sv[0], .cb = io_once_cb, .data = &rec};
+	CHECK_EQ(pbx_io_start(loop, &w, PBX_READABLE), 0);
+	CHECK_EQ(write(sv[1], "x", 1), 1);
+	struct feed_stopper st = {.t.cb = feed_stopper_cb, .feeder = &f.io};
+	CHECK_EQ(pbx_timer_start(loop, &st.t, 30), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(st.calls, 1);
+	CHECK_EQ(rec.calls, 1);
+	CHECK(f.calls > 1);
+	int calls = f.calls;
+	CHECK_EQ(pbx_loop_run(loop), 0); /* nothing left */
+	CHECK_EQ(f.calls, calls);
+	pbx_loop_free(loop);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void
+stop_loop_cb(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	count_cb(loop, t);
+	pbx_loop_stop(loop);
+}
+
+/* A stop before the run is not lost: that run returns at once. */
+static void
+test_loop_stop_before_run(void)
+{
+	int sv[2];
+	REQUIRE(pair(sv) == 0);
+	struct pbx_loop *loop;
+	REQUIRE(pbx_loop_new(&loop) == 0);
+	struct count_timer c = {.t.cb = count_cb};
+	CHECK_EQ(pbx_timer_start(loop, &c.t, 100), 0);
+	struct io_rec rec = {.read_it = true};
+	struct pbx_io w = {.fd = sv[0], .cb = io_once_cb, .data = &rec};
+	CHECK_EQ(pbx_io_start(loop, &w, PBX_READABLE), 0);
+	CHECK_EQ(write(sv[1], "x", 1), 1);
+	struct fed_rec f = {.io = {.fd = -1, .cb = fed_cb}};
+	CHECK_EQ(pbx_io_feed(loop, &f.io, PBX_READABLE), 0);
+
+	pbx_loop_stop(loop);
+	int64_t t0 = now_ms();
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK(now_ms() - t0 < 50);
+	CHECK_EQ(c.calls, 0);
+	CHECK_EQ(rec.calls, 0);
+	CHECK_EQ(f.calls, 0);
+
+	/* Used up: the next run goes on as usual. */
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(c.calls, 1);
+	CHECK_EQ(rec.calls, 1);
+	CHECK_EQ(f.calls, 1);
+
+	/* On an idle loop too; and a stop in the last callback of a run
+	 * is not carried into the next one. */
+	pbx_loop_stop(loop);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	struct count_timer last = {.t.cb = stop_loop_cb};
+	CHECK_EQ(pbx_timer_start(loop, &last.t, 5), 0);
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(last.calls, 1);
+	CHECK_EQ(pbx_timer_start(loop, &c.t, 20), 0);
+	t0 = now_ms();
+	CHECK_EQ(pbx_loop_run(loop), 0);
+	CHECK_EQ(c.calls, 2);
+	CHECK(now_ms() - t0 >= 15);
+	pbx_loop_free(loop);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 CHECK_MAIN(TEST(test_loop_timer_zero_restart_no_starvation),
     TEST(test_loop_io_forget_then_reuse_fd),
 
@@ -1150,4 +1468,9 @@ CHECK_MAIN(TEST(test_loop_timer_zero_restart_no_starvation),
     TEST(test_loop_child_exit_status), TEST(test_loop_child_already_exited),
     TEST(test_loop_child_killed), TEST(test_loop_child_stop_leaves_unreaped),
     TEST(test_loop_children_several), TEST(test_loop_free_with_watchers),
-    TEST(test_loop_free_in_forked_child))
+    TEST(test_loop_free_in_forked_child),
+    TEST(test_loop_feed_unstarted_watcher), TEST(test_loop_feed_before_wait),
+    TEST(test_loop_feed_dropped_by_stop_and_forget),
+    TEST(test_loop_run_delivers_fed_before_returning),
+    TEST(test_loop_feed_kept_across_stop),
+    TEST(test_loop_feed_self_does_not_starve), TEST(test_loop_stop_before_run))
