@@ -435,17 +435,17 @@ struct pbx_dialer {
 	/* Private: */
 	struct pbx_loop *loop;  /* NULL while idle */
 	struct pbx_io io;       /* io.fd: the socket in hand, or -1 */
-	struct pbx_timer timer; /* the timeout, or the completion */
+	struct pbx_timer timer; /* the per-address timeout */
 	size_t next;            /* the next address to try */
-	int result;             /* what the completion delivers */
+	int result;             /* what a fed completion delivers */
 };
 
 /*
  * Start dialing on loop. d must be idle (zeroed, or after its cb or
  * pbx_dialer_cancel) and stay valid until cb. Returns 0: cb will be called
  * once, from the loop, unless pbx_dialer_cancel comes first; or -errno
- * (-ENOMEM: the loop could not take the timer), with nothing held and no
- * callback to come.
+ * (-ENOMEM: the loop could not queue the completion), with nothing held
+ * and no callback to come.
  */
 int pbx_dialer_start(struct pbx_loop *loop, struct pbx_dialer *d);
 
