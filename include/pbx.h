@@ -391,9 +391,9 @@ void pbx_child_stop(struct pbx_loop *loop, struct pbx_child *c);
  * What pbx_dial does (the same order of addresses, source rule, per-address
  * timeout, trace lines and PBX_DIAL_* steps), without blocking: the outcome
  * is a completion, d->cb, called from the loop and never from inside
- * pbx_dialer_start, so a dialer may be started from any callback. The
- * caller sees no fd readiness; a back end that completes connects itself
- * (io_uring) fits under the same calls.
+ * pbx_dialer_start, so a dialer may be started from any callback. Unless
+ * it asks for PBX_DIALER_EARLY, the caller sees no fd readiness: a back end
+ * that completes connects itself (io_uring) fits under the same calls.
  */
 struct pbx_dialer;
 
@@ -410,8 +410,9 @@ enum {
 	/* Hand the socket over as soon as its connect is under way, for a
 	 * caller whose first read tells the outcome (a refusal is an error
 	 * there) or who waits for writability and asks pbx_dial_finish.
-	 * Later addresses are tried only when connect() fails at once, and
-	 * timeout_ms is the caller's business. */
+	 * Later addresses are tried only when connect() fails at once,
+	 * timeout_ms is the caller's business, and the trace says
+	 * "connect(fd, ADDR) in progress". */
 	PBX_DIALER_EARLY = 1 << 0,
 };
 

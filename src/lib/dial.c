@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* dial.c: the dialer (connect over a list of addresses, on the loop) and
- * pbx_dial, its blocking wrapper. */
+/*
+ * dial.c: the dialer (a connect over a list of addresses, driven by the
+ * loop) and pbx_dial, its blocking wrapper.
+ */
 #include "internal.h"
 
 #include <errno.h>
