@@ -181,7 +181,7 @@ on_read(struct pbx_stream *s, ssize_t n, char *buf)
 	log_trace("read(%d) = %zd", s->io.fd, n);
 	if (c->phase == CONN_LINGER)
 		linger_read(c, n);
-	else if (c->phase == CONN_CONTENT)
+	else if (c->phase == CONN_CONTENT && c->srv->opts->handler->read)
 		c->srv->opts->handler->read(c, n, buf);
 }
 

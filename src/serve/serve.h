@@ -42,13 +42,13 @@ enum {
 
 /*
  * A handler is a state machine driven by the connection's stream. start
- * runs when the connection reaches its content phase; read gets what
- * conn_read_start asked for (n > 0 bytes in buf, 0 at the caller's end,
- * < 0 an error); sent (may be NULL) when what conn_send had to queue is
- * written; release (may be NULL) when the connection is recycled. A
- * handler ends the connection with conn_end() or conn_finish() and does
- * its I/O only through conn_* calls. Handlers never log: the core emits
- * the events.
+ * runs when the connection reaches its content phase; read (NULL for a
+ * handler that never reads) gets what conn_read_start asked for (n > 0 bytes in
+ * buf, 0 at the caller's end, < 0 an error); sent (may be NULL) when what
+ * conn_send had to queue is written; release (may be NULL) when the connection
+ * is recycled. A handler ends the connection with conn_end() or conn_finish()
+ * and does its I/O only through conn_* calls. Handlers never log: the core
+ * emits the events.
  */
 struct serve_handler {
 	const char *name;

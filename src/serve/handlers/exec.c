@@ -92,22 +92,12 @@ exec_start(struct serve_conn *c)
 	conn_give_to_program(c, pid);
 }
 
-static void
-exec_read(struct serve_conn *c, ssize_t n, char *buf)
-{
-	/* The program does the I/O: exec never asks to read. */
-	(void)c;
-	(void)n;
-	(void)buf;
-}
-
 const struct serve_handler serve_exec = {
     .name = "exec",
     .flags = SERVE_HANDLER_RAW_SOCKET | SERVE_HANDLER_BECOMES,
     .setup = exec_setup,
     .attach = exec_attach,
     .start = exec_start,
-    .read = exec_read,
     .prepare = exec_prepare,
     .become = exec_become,
 };

@@ -26,18 +26,8 @@ hello_sent(struct serve_conn *c)
 	conn_finish(c);
 }
 
-static void
-hello_read(struct serve_conn *c, ssize_t n, char *buf)
-{
-	/* hello never asks to read; conn_finish drains the caller. */
-	(void)c;
-	(void)n;
-	(void)buf;
-}
-
 const struct serve_handler serve_hello = {
     .name = "hello",
     .start = hello_start,
-    .read = hello_read,
     .sent = hello_sent,
 };
