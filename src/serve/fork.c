@@ -75,6 +75,18 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 	serve_pause_accept(srv, srv->live >= srv->limit);
 }
 
+static void
+emit_accept(struct serve *srv, int fd, const struct pbx_addr *remote, pid_t pid)
+{
+	struct pbx_addr local = srv->local;
+
+	if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
+		return;
+	serve_emit_accept(remote, &local, (long)pid);
+	if (serve_fast_become(srv))
+		serve_emit_start(remote, (long)pid, srv->opts->argv[0]);
+}
+
 /*
  * In the child: become the handler at once (a program, when no stage must
  * run first), or drop the parent's loop and listener, serve on a loop of
@@ -105,21 +117,15 @@ child_main(struct serve *srv, int fd, const struct pbx_addr *remote, bool fast)
 		_exit(1);
 	if (h->attach != NULL && h->attach(srv) < 0)
 		_exit(1);
+	/*
+	 * The child says it took the call: its end line then always follows
+	 * its accept line, however the parent and the child are scheduled.
+	 */
+	if (serve_emitting())
+		emit_accept(srv, fd, remote, getpid());
 	serve_conn_begin(srv, fd, remote);
 	pbx_loop_run(srv->loop);
 	_exit(0);
-}
-
-static void
-emit_accept(struct serve *srv, int fd, const struct pbx_addr *remote, pid_t pid)
-{
-	struct pbx_addr local = srv->local;
-
-	if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
-		return;
-	serve_emit_accept(remote, &local, (long)pid);
-	if (serve_fast_become(srv))
-		serve_emit_start(remote, (long)pid, srv->opts->argv[0]);
 }
 
 static void
@@ -144,7 +150,9 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 		 */
 		if (serve_emitting()) {
 			remember_child(srv, pid, remote);
-			emit_accept(srv, fd, remote, pid);
+			/* A child that becomes a program emits nothing. */
+			if (fast)
+				emit_accept(srv, fd, remote, pid);
 		}
 		serve_pause_accept(srv, srv->live >= srv->limit);
 	}
