@@ -521,6 +521,8 @@ struct pbx_stream_ops {
 	pbx_read_cb read;
 	pbx_stream_cb shutdown; /* may be NULL */
 	pbx_stream_cb close;    /* may be NULL; after it, s may be freed */
+	/* private: libpbx's own movers (the relay's splice); leave NULL */
+	void (*ready)(struct pbx_stream *s, unsigned events);
 };
 
 /* A write request: caller-owned, borrowed with its bytes until cb. */
@@ -640,7 +642,12 @@ int pbx_stream_release_fd(struct pbx_stream *s);
  *   at most one buffer in flight per direction);
  * - it ends when both directions have ended, or, with PBX_RELAY_END_WITH_B,
  *   as soon as B's input has ended and what was read is written, or at
- *   the first error (r->err, r->where).
+ *   the first error (r->err, r->where);
+ * - a direction between two plain streams whose fds are pipes or
+ *   non-blocking sockets moves its bytes with splice(2) through a pipe of
+ *   its own (two more fds), with no copy through user memory; any other
+ *   direction, or every one with PBX_RELAY_COPY, copies through a 64 KiB
+ *   buffer. The streams' byte counters count either way.
  * While it runs the relay owns the streams' callbacks (ops and data); it
  * gives them back before it calls cb, and leaves the streams open: the
  * caller closes them. After an error a write of the relay's may still be
@@ -653,6 +660,8 @@ enum {
 	PBX_RELAY_END_WITH_B = 1 << 0,
 	/* pbx_relay: after the socket's end, go on reading in_fd to its end. */
 	PBX_RELAY_WAIT_LOCAL = 1 << 1,
+	/* Copy through a buffer, never splice(2). */
+	PBX_RELAY_COPY = 1 << 2,
 };
 
 struct pbx_relay;
@@ -660,9 +669,14 @@ typedef void (*pbx_relay_cb)(struct pbx_relay *r);
 
 struct pbx_relay_dir { /* private: one direction */
 	struct pbx_stream *from, *to;
-	char *buf; /* owned while the relay runs or a write is queued */
+	char
+	    *buf; /* copying: owned while the relay runs or a write is queued */
 	struct pbx_write w;
 	bool writing, ended, shut, shut_done;
+	bool splicing; /* splice(2) through pipe[] instead of buf */
+	uint8_t wait;  /* splicing: PBX_READABLE (from) or PBX_WRITABLE (to) */
+	uint32_t in_pipe; /* splicing: bytes in the pipe */
+	int pipe[2];
 	uint64_t bytes; /* written */
 };
 

@@ -24,4 +24,13 @@ int pbx__socket(int family, int flags, pbx_trace_cb trace, void *arg);
 /* bind, traced (done or failed): 0 or -errno. */
 int pbx__bind(int fd, const struct pbx_addr *a, pbx_trace_cb trace, void *arg);
 
+/*
+ * Readiness instead of I/O, for a mover that bypasses the transport of a
+ * plain stream (the relay's splice(2)): the loop hands the fd's events
+ * (PBX_READABLE and PBX_WRITABLE as asked, PBX_HANGUP) to ops->ready,
+ * alongside the stream's own reads and writes. events 0 stops it.
+ * 0 or -errno.
+ */
+int pbx__stream_poll(struct pbx_stream *s, unsigned events);
+
 #endif /* PBX_INTERNAL_H */

@@ -6,9 +6,15 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define RELAY_BUF 65536
+/* Pipe-fulls one direction splices per wake-up before the loop goes on
+ * to others (level-triggered: the rest waits for the next pass). */
+#define SPLICE_ROUNDS 16
 
 enum { A_TO_B, B_TO_A };
 
@@ -38,6 +44,26 @@ dir_of_reader(const struct pbx_relay *r, const struct pbx_stream *s)
 	return r->dir[A_TO_B].from == s ? A_TO_B : B_TO_A;
 }
 
+static void
+close_pipe(struct pbx_relay_dir *x)
+{
+	if (!x->splicing)
+		return;
+	x->splicing = false;
+	close(x->pipe[0]);
+	close(x->pipe[1]);
+}
+
+static bool
+splices(const struct pbx_relay *r, const struct pbx_stream *s)
+{
+	for (int d = 0; d < 2; d++)
+		if (r->dir[d].splicing &&
+		    (r->dir[d].from == s || r->dir[d].to == s))
+			return true;
+	return false;
+}
+
 /* Give the streams back their owner's callbacks; free idle buffers. */
 static void
 finish(struct pbx_relay *r)
@@ -45,6 +71,14 @@ finish(struct pbx_relay *r)
 	r->running = false;
 	pbx_stream_read_stop(r->a_in);
 	pbx_stream_read_stop(r->b_in);
+	for (int i = 0; i < 4; i++) {
+		struct pbx_stream *s = *streams(r, i);
+		if (splices(r, s))
+			pbx__stream_poll(s, 0);
+	}
+	/* Bytes still in a pipe are lost only to an error. */
+	close_pipe(&r->dir[A_TO_B]);
+	close_pipe(&r->dir[B_TO_A]);
 	for (int i = 3; i >= 0; i--) {
 		struct pbx_stream *s = *streams(r, i);
 		s->ops = r->saved_ops[i];
@@ -105,16 +139,51 @@ carry_end(struct pbx_relay *r, int d)
 		fail(r, e, side_to(d));
 }
 
+/* With END_WITH_B, A's input no longer matters once B's has ended. */
+static bool
+moot(const struct pbx_relay *r, int d)
+{
+	return d == A_TO_B && (r->flags & PBX_RELAY_END_WITH_B) &&
+	       r->dir[B_TO_A].ended;
+}
+
+/* Watch for each splicing direction what it waits for. */
+static void
+repoll(struct pbx_relay *r)
+{
+	for (int i = 0; i < 4 && r->running; i++) {
+		struct pbx_stream *s = *streams(r, i);
+		unsigned want = 0;
+		if (!splices(r, s))
+			continue;
+		for (int d = 0; d < 2; d++) {
+			const struct pbx_relay_dir *x = &r->dir[d];
+			if (!x->splicing)
+				continue;
+			if (x->from == s && x->wait == PBX_READABLE)
+				want |= PBX_READABLE;
+			if (x->to == s && x->wait == PBX_WRITABLE)
+				want |= PBX_WRITABLE;
+		}
+		int e = pbx__stream_poll(s, want);
+		if (e < 0)
+			fail(r, e, i < 2 ? 0 : 1);
+	}
+}
+
 /* Read on in this direction unless it waits, has ended, or is moot. */
 static void
 resume(struct pbx_relay *r, int d)
 {
 	struct pbx_relay_dir *x = &r->dir[d];
-	bool moot = d == A_TO_B && (r->flags & PBX_RELAY_END_WITH_B) &&
-		    r->dir[B_TO_A].ended;
 
-	if (!r->running || x->ended || x->writing || moot)
+	if (!r->running || x->ended || x->writing || moot(r, d))
 		return;
+	if (x->splicing) {
+		x->wait = PBX_READABLE;
+		repoll(r);
+		return;
+	}
 	int e = pbx_stream_read_start(x->from);
 	if (e == -EBADF) { /* a closed input is at its end */
 		x->ended = true;
@@ -122,6 +191,23 @@ resume(struct pbx_relay *r, int d)
 	} else if (e < 0) {
 		fail(r, e, side_from(d));
 	}
+}
+
+/* A direction's input is at its end: carry it, and maybe end. */
+static void
+input_ended(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *ab = &r->dir[A_TO_B];
+
+	r->dir[d].ended = true;
+	if (moot(r, A_TO_B) && ab->splicing && ab->wait == PBX_READABLE) {
+		ab->wait = 0;
+		repoll(r);
+	} else if (moot(r, A_TO_B)) {
+		pbx_stream_read_stop(r->a_in);
+	}
+	carry_end(r, d);
+	check_done(r);
 }
 
 static void
@@ -201,11 +287,7 @@ on_read(struct pbx_stream *s, ssize_t n, char *buf)
 		fail(r, (int)n, side_from(d));
 		return;
 	}
-	r->dir[d].ended = true;
-	if (d == B_TO_A && (r->flags & PBX_RELAY_END_WITH_B))
-		pbx_stream_read_stop(r->a_in);
-	carry_end(r, d);
-	check_done(r);
+	input_ended(r, d);
 }
 
 /* A carried end went out (the FIN is sent): the direction is over. */
@@ -227,10 +309,152 @@ on_shutdown(struct pbx_stream *s, int status)
 	check_done(r);
 }
 
+/* ---- splice(2): from, into the direction's pipe, on into to ---- */
+
+/* A plain pipe or non-blocking socket (a blocking pipe is fine: every
+ * splice says SPLICE_F_NONBLOCK, which covers pipes, not sockets). */
+static bool
+spliceable(const struct pbx_stream *s)
+{
+	struct stat st;
+
+	if (!s->tr->plain || s->tr->has_buffered != NULL ||
+	    fstat(s->io.fd, &st) < 0)
+		return false;
+	if (S_ISFIFO(st.st_mode))
+		return true;
+	int fl = fcntl(s->io.fd, F_GETFL);
+	return S_ISSOCK(st.st_mode) && fl >= 0 && (fl & O_NONBLOCK);
+}
+
+static void
+try_splicing(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+
+	/* Bytes the owner queued on the output go first, so copy. */
+	if ((r->flags & PBX_RELAY_COPY) || x->to->wq != NULL ||
+	    !spliceable(x->from) || !spliceable(x->to))
+		return;
+	x->splicing = pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) == 0;
+}
+
+/* splice(2) without blocking: a count or -errno. */
+static ssize_t
+splice_some(int from, int to, size_t len)
+{
+	for (;;) {
+		ssize_t n = splice(from, NULL, to, NULL, len,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* An input splice(2) does not take (EINVAL): copy instead, from now. */
+static void
+copy_instead(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+
+	close_pipe(x);
+	x->buf = malloc(RELAY_BUF);
+	if (x->buf == NULL) {
+		fail(r, -ENOMEM, side_from(d));
+		return;
+	}
+	repoll(r);
+	resume(r, d);
+}
+
+/*
+ * Move what one direction can: empty the pipe into the output, then fill
+ * it from the input, and again. The pipe is filled only when empty, so a
+ * fill's EAGAIN means the input has nothing and a drain's means the
+ * output is full: each waits for the one fd that can end it.
+ */
+static void
+splice_on(struct pbx_relay *r, int d)
+{
+	struct pbx_relay_dir *x = &r->dir[d];
+	int rounds = 0;
+
+	while (r->running) {
+		if (x->in_pipe > 0) {
+			ssize_t n =
+			    splice_some(x->pipe[0], x->to->io.fd, x->in_pipe);
+			if (n == -EAGAIN) {
+				x->wait = PBX_WRITABLE;
+				break;
+			}
+			if (n <= 0) {
+				fail(r, n < 0 ? (int)n : -EIO, side_to(d));
+				return;
+			}
+			x->in_pipe -= (uint32_t)n;
+			x->bytes += (uint64_t)n;
+			x->to->bytes_out += (uint64_t)n;
+			continue;
+		}
+		x->writing = false;
+		x->wait = 0;
+		if (x->ended || moot(r, d)) {
+			carry_end(r, d);
+			check_done(r);
+			return;
+		}
+		if (rounds++ == SPLICE_ROUNDS) {
+			x->wait = PBX_READABLE;
+			break;
+		}
+		ssize_t n = splice_some(x->from->io.fd, x->pipe[1], RELAY_BUF);
+		if (n == -EAGAIN) {
+			x->wait = PBX_READABLE;
+			break;
+		}
+		if (n == -EINVAL) {
+			copy_instead(r, d);
+			return;
+		}
+		if (n < 0) {
+			fail(r, (int)n, side_from(d));
+			return;
+		}
+		if (n == 0) {
+			input_ended(r, d);
+			return;
+		}
+		x->in_pipe = (uint32_t)n;
+		x->writing = true;
+		x->from->bytes_in += (uint64_t)n;
+	}
+	repoll(r);
+}
+
+/* An fd a splicing direction waits for is ready (or hung up). */
+static void
+on_ready(struct pbx_stream *s, unsigned events)
+{
+	struct pbx_relay *r = s->data;
+
+	for (int d = 0; d < 2 && r->running; d++) {
+		const struct pbx_relay_dir *x = &r->dir[d];
+		bool in = x->from == s && x->wait == PBX_READABLE &&
+			  (events & (PBX_READABLE | PBX_HANGUP));
+		bool out = x->to == s && x->wait == PBX_WRITABLE &&
+			   (events & (PBX_WRITABLE | PBX_HANGUP));
+		if (x->splicing && (in || out))
+			splice_on(r, d);
+	}
+}
+
 static const struct pbx_stream_ops relay_ops = {
     .alloc = on_alloc,
     .read = on_read,
     .shutdown = on_shutdown,
+    .ready = on_ready,
 };
 
 int
@@ -243,10 +467,13 @@ pbx_relay_start(struct pbx_relay *r)
 	r->err = 0;
 	r->where = 0;
 	for (int d = 0; d < 2; d++) {
-		r->dir[d].buf = malloc(RELAY_BUF);
-		if (r->dir[d].buf == NULL) {
+		try_splicing(r, d);
+		if (!r->dir[d].splicing)
+			r->dir[d].buf = malloc(RELAY_BUF);
+		if (!r->dir[d].splicing && r->dir[d].buf == NULL) {
 			free(r->dir[0].buf);
 			r->dir[0].buf = NULL;
+			close_pipe(&r->dir[0]);
 			return -ENOMEM;
 		}
 	}

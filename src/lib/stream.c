@@ -21,6 +21,8 @@ enum {
 	F_WFAILED = 1 << 6,    /* a write failed: the write side is dead */
 	F_UNPOLLABLE = 1 << 7, /* epoll refuses the fd: always ready */
 	F_NOTSOCK = 1 << 8,    /* plain transport: write(2), not send(2) */
+	F_POLL_R = 1 << 9,     /* pbx__stream_poll: readiness to ops->ready */
+	F_POLL_W = 1 << 10,
 };
 
 /* What a fed delivery asks on_io to try (beyond PBX_* readiness bits). */
@@ -141,6 +143,10 @@ update(struct pbx_stream *s)
 		want |= s->rwait;
 	if (write_pending(s))
 		want |= s->wwait;
+	if (s->flags & F_POLL_R)
+		want |= PBX_READABLE;
+	if (s->flags & F_POLL_W)
+		want |= PBX_WRITABLE;
 	if (want == (s->io.events & (PBX_READABLE | PBX_WRITABLE)))
 		return 0;
 	int r = pbx_io_start(s->loop, &s->io, want);
@@ -296,6 +302,12 @@ on_io(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	if ((s->flags & (F_READING | F_CLOSING)) == F_READING &&
 	    (events & (s->rwait | hup | TRY_READ)) != 0)
 		do_read(s);
+	/* Readiness itself, for a mover that bypasses the transport; fed
+	 * deliveries are not readiness. */
+	unsigned ready = events & (PBX_READABLE | PBX_WRITABLE | PBX_HANGUP);
+	if ((s->flags & (F_POLL_R | F_POLL_W)) != 0 &&
+	    !(s->flags & F_CLOSING) && ready != 0)
+		s->ops->ready(s, ready);
 	if (s->flags & F_CLOSING)
 		return;
 	if ((s->flags & F_UNPOLLABLE) && write_pending(s))
@@ -307,6 +319,19 @@ on_io(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 	} else if (r < 0) {
 		fail_writes(s, r);
 	}
+}
+
+int
+pbx__stream_poll(struct pbx_stream *s, unsigned events)
+{
+	if (s->flags & F_CLOSING)
+		return -EBADF;
+	s->flags &= (uint16_t) ~(F_POLL_R | F_POLL_W);
+	if (events & PBX_READABLE)
+		s->flags |= F_POLL_R;
+	if (events & PBX_WRITABLE)
+		s->flags |= F_POLL_W;
+	return update(s);
 }
 
 int

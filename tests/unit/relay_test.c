@@ -353,6 +353,36 @@ static const struct pbx_stream_ops caller_ops = {
     .close = caller_close,
 };
 
+/*
+ * Each test runs twice: splicing where the relay can (the default), and
+ * copying (PBX_RELAY_COPY), set in the test's own process.
+ */
+static int relay_mode;
+
+/* Bytes in flight toward B: queued on b_out, or in the splice pipe. */
+static size_t
+toward_b(const struct pbx_relay *r)
+{
+	const struct pbx_relay_dir *x = &r->dir[0];
+	return x->splicing ? x->in_pipe : pbx_stream_queued(r->b_out);
+}
+
+static size_t
+toward_a(const struct pbx_relay *r)
+{
+	const struct pbx_relay_dir *x = &r->dir[1];
+	return x->splicing ? x->in_pipe : pbx_stream_queued(r->a_out);
+}
+
+/* The relay reads A's input (or, splicing, waits for it to be readable). */
+static bool
+reads_a(const struct pbx_relay *r)
+{
+	const struct pbx_relay_dir *x = &r->dir[0];
+	return x->splicing ? x->wait == PBX_READABLE
+			   : pbx_stream_is_reading(r->a_in);
+}
+
 static void
 rt_close(struct rt *t)
 {
@@ -378,12 +408,15 @@ check_given_back(struct rt *t, struct pbx_relay *r)
 		if (pbx_stream_is_reading(s))
 			CHECK_FAILED("in cb: stream %d is still reading", i);
 	}
-	if (r->err == 0 && pbx_stream_queued(r->a_out) != 0)
-		CHECK_FAILED("in cb: %zu bytes still queued toward A",
-		    pbx_stream_queued(r->a_out));
-	if (r->err == 0 && pbx_stream_queued(r->b_out) != 0)
-		CHECK_FAILED("in cb: %zu bytes still queued toward B",
-		    pbx_stream_queued(r->b_out));
+	if (r->err == 0 && toward_a(r) != 0)
+		CHECK_FAILED(
+		    "in cb: %zu bytes still in flight toward A", toward_a(r));
+	if (r->err == 0 && toward_b(r) != 0)
+		CHECK_FAILED(
+		    "in cb: %zu bytes still in flight toward B", toward_b(r));
+	for (int d = 0; d < 2; d++)
+		if (r->dir[d].splicing)
+			CHECK_FAILED("in cb: direction %d still splices", d);
 }
 
 static void
@@ -440,6 +473,7 @@ static int
 rt_start(struct rt *t)
 {
 	t->in_start = true;
+	t->rp->flags |= relay_mode;
 	int rc = pbx_relay_start(t->rp);
 	t->in_start = false;
 	return rc;
@@ -771,7 +805,7 @@ test_relay_end_with_b_delivers_a(void)
 	CHECK_EQ(rt_start(&t), 0);
 	t.watch = pa;
 	CHECK(run_until(&t, watch_stuck, 5000));
-	CHECK(pbx_stream_queued(t.r.b_out) > 0);
+	CHECK(toward_b(&t.r) > 0);
 
 	/* B's input ends, but what was read is not all written yet. */
 	peer_send(pb, NULL, 0, PEER_SHUT);
@@ -818,16 +852,16 @@ test_relay_backpressure(void)
 	CHECK(run_until(&t, watch_stuck, 5000));
 
 	/* The relay stopped reading A: A's socket is full, little queued. */
-	size_t sent = pa->out_off, queued = pbx_stream_queued(t.r.b_out);
+	size_t sent = pa->out_off, queued = toward_b(&t.r);
 	CHECK(pa->blocked);
 	CHECK(sent < na);
 	CHECK(queued > 0);
 	if (queued > 64 * 1024)
 		CHECK_FAILED("%zu bytes queued toward B", queued);
-	CHECK(!pbx_stream_is_reading(t.r.a_in));
+	CHECK(!reads_a(&t.r));
 	run_until(&t, never, 200);
 	CHECK_EQ(pa->out_off, sent);
-	CHECK_EQ(pbx_stream_queued(t.r.b_out), queued);
+	CHECK_EQ(toward_b(&t.r), queued);
 
 	/* B's peer reads: everything arrives. */
 	pb->paused = false;
@@ -876,7 +910,7 @@ test_relay_b_reset_while_writing(void)
 	CHECK_EQ(rt_start(&t), 0);
 	t.watch = pa;
 	CHECK(run_until(&t, watch_stuck, 5000));
-	CHECK(pbx_stream_queued(t.r.b_out) > 0);
+	CHECK(toward_b(&t.r) > 0);
 	close_reset(pb->fd);
 	pb->fd = -1;
 	t.close_in_cb = true;
@@ -965,7 +999,7 @@ test_relay_error_free_after_close(void)
 	CHECK_EQ(rt_start(&t), 0);
 	t.watch = pa;
 	CHECK(run_until(&t, watch_stuck, 5000));
-	CHECK(pbx_stream_queued(r->b_out) > 0);
+	CHECK(toward_b(r) > 0);
 	close_reset(pbi->fd);
 	pbi->fd = -1;
 	t.on_cb = close_streams;
@@ -1055,6 +1089,95 @@ test_relay_local_output_gone_no_sigpipe(void)
 	CHECK_EQ(t.cb_err, -EPIPE);
 	CHECK_EQ(t.cb_where, 0);
 	rt_fini(&t);
+}
+
+/* ---------------------------------------------------------------- */
+/* Where the relay splices, and what the streams count                */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Sockets and pipes splice (unless PBX_RELAY_COPY); a regular file, or
+ * an output with the owner's bytes queued, copies. Either way every byte
+ * arrives in order and the streams' counters agree with the relay's.
+ */
+static void
+test_relay_splices_where_it_can(void)
+{
+	static const char first[] = "queued by the owner first|";
+	const size_t nb = MIB + 3, nf = 300000;
+	struct rt t;
+	int in[2], b[2], c[2];
+	REQUIRE(rt_init(&t) == 0);
+	REQUIRE(pipe2(in, O_CLOEXEC) == 0);
+	REQUIRE(tcp_pair(b) == 0);
+	uint8_t *db = make_random(nb, 11), *df = make_random(nf, 12);
+	REQUIRE(db != NULL && df != NULL);
+	int file = temp_file(df, nf);
+	REQUIRE(file >= 0);
+
+	/* A: a pipe in, a socketpair out with bytes queued; B: TCP. */
+	REQUIRE(unix_pair(c) == 0);
+	t.r.a_in = rt_stream(&t, in[0]);
+	t.r.a_out = rt_stream(&t, c[0]);
+	t.r.b_in = t.r.b_out = rt_stream(&t, b[0]);
+	CHECK_EQ(
+	    pbx_stream_write_copy(t.r.a_out, first, strlen(first), NULL), 0);
+	struct peer *pw = rt_peer(&t, in[1]), *pc = rt_peer(&t, c[1]);
+	struct peer *pb = rt_peer(&t, b[1]);
+	peer_send(pw, df, nf, PEER_CLOSE);
+	peer_send(pb, db, nb, PEER_SHUT);
+	peer_expect(pb, nf);
+	peer_expect(pc, strlen(first) + nb);
+	CHECK_EQ(rt_start(&t), 0);
+	CHECK_EQ(t.r.dir[0].splicing, relay_mode != PBX_RELAY_COPY);
+	CHECK(!t.r.dir[1].splicing); /* the owner's bytes go first */
+	t.close_in_cb = true;
+	CHECK(run_until(&t, cb_and_readers_done, 10000));
+	CHECK_EQ(t.cb_err, 0);
+	CHECK_EQ(t.cb_ab, nf);
+	CHECK_EQ(t.cb_ba, nb);
+	check_received("A to B", pb, df, nf);
+	uint8_t *want = malloc(strlen(first) + nb);
+	REQUIRE(want != NULL);
+	memcpy(want, first, strlen(first));
+	memcpy(want + strlen(first), db, nb);
+	check_received(
+	    "B to A, after the owner's bytes", pc, want, strlen(first) + nb);
+	free(want);
+	CHECK_EQ(t.st[0].bytes_in, nf);
+	CHECK_EQ(t.st[2].bytes_out, nf);
+	CHECK_EQ(t.st[2].bytes_in, nb);
+	CHECK_EQ(t.st[1].bytes_out, strlen(first) + nb);
+	rt_fini(&t);
+
+	/* A regular file as A's input copies; B's socket to a pipe splices. */
+	int out[2];
+	REQUIRE(rt_init(&t) == 0);
+	REQUIRE(pipe2(out, O_CLOEXEC) == 0);
+	REQUIRE(tcp_pair(b) == 0);
+	t.r.a_in = rt_stream(&t, file);
+	t.r.a_out = rt_stream(&t, out[1]);
+	t.r.b_in = t.r.b_out = rt_stream(&t, b[0]);
+	struct peer *pr = rt_peer(&t, out[0]);
+	pb = rt_peer(&t, b[1]);
+	peer_send(pb, db, nb, PEER_SHUT);
+	peer_expect(pb, nf);
+	peer_expect(pr, nb);
+	CHECK_EQ(rt_start(&t), 0);
+	CHECK(!t.r.dir[0].splicing);
+	CHECK_EQ(t.r.dir[1].splicing, relay_mode != PBX_RELAY_COPY);
+	t.close_in_cb = true;
+	CHECK(run_until(&t, cb_and_readers_done, 10000));
+	CHECK_EQ(t.cb_err, 0);
+	CHECK_EQ(t.cb_ab, nf);
+	CHECK_EQ(t.cb_ba, nb);
+	check_received("file to B", pb, df, nf);
+	check_received("B to the pipe", pr, db, nb);
+	CHECK_EQ(t.st[2].bytes_in, nb);
+	CHECK_EQ(t.st[1].bytes_out, nb);
+	rt_fini(&t);
+	free(db);
+	free(df);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1317,7 +1440,7 @@ test_relay_blocking_file_to_socket(void)
 	REQUIRE(pid > 0);
 	struct pbx_relay_stats st = {0};
 	int where = -1;
-	CHECK_EQ(pbx_relay(in, out, tcp[0], 0, &st, &where), 0);
+	CHECK_EQ(pbx_relay(in, out, tcp[0], relay_mode, &st, &where), 0);
 	CHECK_EQ(st.to_socket, n);
 	CHECK_EQ(st.from_socket, 4);
 	char buf[16] = {0};
@@ -1358,7 +1481,8 @@ check_blocking_socket_ends_first(int flags, bool whole_file)
 	REQUIRE(pid > 0);
 	struct pbx_relay_stats st = {0};
 	int where = -1;
-	CHECK_EQ(pbx_relay(in, out[1], tcp[0], flags, &st, &where), 0);
+	CHECK_EQ(
+	    pbx_relay(in, out[1], tcp[0], flags | relay_mode, &st, &where), 0);
 	CHECK_EQ(st.from_socket, 1);
 	if (whole_file)
 		CHECK_EQ(st.to_socket, n);
@@ -1394,18 +1518,64 @@ test_relay_blocking_ends_with_socket(void)
 	check_blocking_socket_ends_first(0, false);
 }
 
+#define COPYING(f)                                                             \
+	static void f##_copy(void)                                             \
+	{                                                                      \
+		relay_mode = PBX_RELAY_COPY;                                   \
+		f();                                                           \
+	}
+/* The same tests, copying. */
+COPYING(test_relay_both_ways_socketpair)
+COPYING(test_relay_both_ways_tcp)
+COPYING(test_relay_half_close_carried)
+COPYING(test_relay_fin_sent_before_cb)
+COPYING(test_relay_end_with_b)
+COPYING(test_relay_end_with_b_delivers_a)
+COPYING(test_relay_backpressure)
+COPYING(test_relay_b_reset_while_writing)
+COPYING(test_relay_b_reset_idle)
+COPYING(test_relay_a_reset_idle)
+COPYING(test_relay_error_free_after_close)
+COPYING(test_relay_local_pair_a)
+COPYING(test_relay_local_output_gone_no_sigpipe)
+COPYING(test_relay_splices_where_it_can)
+COPYING(test_relay_cb_not_in_start_ended_inputs)
+COPYING(test_relay_cb_not_in_start_reset)
+COPYING(test_relay_cb_not_in_start_files)
+COPYING(test_relay_cb_not_in_start_closed_streams)
+COPYING(test_relay_blocking_file_to_socket)
+COPYING(test_relay_blocking_wait_local)
+COPYING(test_relay_blocking_ends_with_socket)
+
 CHECK_MAIN(TEST(test_relay_both_ways_socketpair),
-    TEST(test_relay_both_ways_tcp), TEST(test_relay_half_close_carried),
-    TEST(test_relay_fin_sent_before_cb), TEST(test_relay_end_with_b),
-    TEST(test_relay_end_with_b_delivers_a), TEST(test_relay_backpressure),
-    TEST(test_relay_b_reset_while_writing), TEST(test_relay_b_reset_idle),
-    TEST(test_relay_a_reset_idle), TEST(test_relay_error_free_after_close),
-    TEST(test_relay_local_pair_a),
+    TEST(test_relay_both_ways_socketpair_copy), TEST(test_relay_both_ways_tcp),
+    TEST(test_relay_both_ways_tcp_copy), TEST(test_relay_half_close_carried),
+    TEST(test_relay_half_close_carried_copy),
+    TEST(test_relay_fin_sent_before_cb),
+    TEST(test_relay_fin_sent_before_cb_copy), TEST(test_relay_end_with_b),
+    TEST(test_relay_end_with_b_copy), TEST(test_relay_end_with_b_delivers_a),
+    TEST(test_relay_end_with_b_delivers_a_copy), TEST(test_relay_backpressure),
+    TEST(test_relay_backpressure_copy), TEST(test_relay_b_reset_while_writing),
+    TEST(test_relay_b_reset_while_writing_copy), TEST(test_relay_b_reset_idle),
+    TEST(test_relay_b_reset_idle_copy), TEST(test_relay_a_reset_idle),
+    TEST(test_relay_a_reset_idle_copy), TEST(test_relay_error_free_after_close),
+    TEST(test_relay_error_free_after_close_copy), TEST(test_relay_local_pair_a),
+    TEST(test_relay_local_pair_a_copy),
     TEST(test_relay_local_output_gone_no_sigpipe),
+    TEST(test_relay_local_output_gone_no_sigpipe_copy),
+    TEST(test_relay_splices_where_it_can),
+    TEST(test_relay_splices_where_it_can_copy),
     TEST(test_relay_cb_not_in_start_ended_inputs),
+    TEST(test_relay_cb_not_in_start_ended_inputs_copy),
     TEST(test_relay_cb_not_in_start_reset),
+    TEST(test_relay_cb_not_in_start_reset_copy),
     TEST(test_relay_cb_not_in_start_files),
+    TEST(test_relay_cb_not_in_start_files_copy),
     TEST(test_relay_cb_not_in_start_closed_streams),
+    TEST(test_relay_cb_not_in_start_closed_streams_copy),
     TEST(test_relay_blocking_file_to_socket),
+    TEST(test_relay_blocking_file_to_socket_copy),
     TEST(test_relay_blocking_wait_local),
-    TEST(test_relay_blocking_ends_with_socket))
+    TEST(test_relay_blocking_wait_local_copy),
+    TEST(test_relay_blocking_ends_with_socket),
+    TEST(test_relay_blocking_ends_with_socket_copy))
