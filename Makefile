@@ -87,12 +87,18 @@ $(BUILD)/asan/pbx: $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 	$(CC) $(SAN) -o $@ $(ASAN_PBX_OBJ) $(BUILD)/asan/libpbx.a
 
 # Unit tests link libpbx and ASAN_UNIT_OBJ (the log module, src/log, and
-# the other parts that need nothing but libpbx).
+# the other parts that need nothing but libpbx); a test of the whole
+# server links the rest of src/serve too (UNIT_EXTRA_OBJ).
 $(BUILD)/asan/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_UNIT_OBJ) \
     $(BUILD)/asan/libpbx.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(ASAN_UNIT_OBJ) \
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(UNIT_EXTRA_OBJ) $(ASAN_UNIT_OBJ) \
 	    $(BUILD)/asan/libpbx.a
+
+ASAN_SERVE_OBJ := $(filter-out $(ASAN_UNIT_OBJ), \
+                  $(filter $(BUILD)/asan/obj/src/serve/%,$(ASAN_PBX_OBJ)))
+$(BUILD)/asan/unit/serve_stage_test: UNIT_EXTRA_OBJ := $(ASAN_SERVE_OBJ)
+$(BUILD)/asan/unit/serve_stage_test: $(ASAN_SERVE_OBJ)
 
 asan: $(BUILD)/asan/pbx $(UNIT_BIN)
 unit: $(UNIT_BIN)

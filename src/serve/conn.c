@@ -105,6 +105,10 @@ conn_recycle(struct serve_conn *c)
 	c->next = srv->pool;
 	srv->pool = c;
 	poison(c, true);
+	/* A fork child serves one connection: its loop ends with it, even
+	 * while a watcher (exec's SIGCHLD) would keep the loop running. */
+	if (srv->in_child && srv->conns == NULL)
+		pbx_loop_stop(srv->loop);
 }
 
 void
