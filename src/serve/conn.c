@@ -93,7 +93,8 @@ conn_recycle(struct serve_conn *c)
 {
 	struct serve *srv = c->srv;
 
-	if (srv->opts->handler->release != NULL)
+	/* c->u was a stage's if the handler never started. */
+	if (c->handled && srv->opts->handler->release != NULL)
 		srv->opts->handler->release(c);
 	pbx_timer_stop(srv->loop, &c->timer);
 	if (c->prev != NULL)
@@ -209,6 +210,7 @@ static void
 conn_content(struct serve_conn *c)
 {
 	c->phase = CONN_CONTENT;
+	c->handled = true;
 	c->srv->opts->handler->start(c);
 }
 
@@ -274,6 +276,23 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 	conn_advance(c);
 }
 
+/*
+ * The record is closing. A connection that ends in a stage lets the stage
+ * go of what it holds, once: a cancel that ends it again finds it closing.
+ */
+static void
+close_phase(struct serve_conn *c)
+{
+	bool in_stage = c->phase == CONN_STAGES;
+
+	c->phase = CONN_CLOSING;
+	if (in_stage) {
+		const struct serve_stage *st = c->srv->opts->stages[c->stage];
+		if (st->cancel != NULL)
+			st->cancel(c);
+	}
+}
+
 void
 conn_end(struct serve_conn *c, int err)
 {
@@ -288,7 +307,7 @@ conn_end(struct serve_conn *c, int err)
 		    conn_now(c), err);
 	}
 	bool released = c->phase == CONN_PROGRAM;
-	c->phase = CONN_CLOSING;
+	close_phase(c);
 	c->due_ms = 0;
 	srv->live--;
 	serve_pause_accept(srv, srv->live >= srv->limit);
@@ -336,6 +355,7 @@ serve_conns_abort(struct serve *srv)
 	while (srv->conns != NULL) {
 		struct serve_conn *c = srv->conns;
 		if (c->phase != CONN_CLOSING && c->phase != CONN_PROGRAM) {
+			close_phase(c);
 			pbx_stream_close(&c->stream);
 			srv->live--;
 		}

@@ -88,10 +88,15 @@ enum serve_verdict {
  * called once when the connection reaches it; a stage that waits keeps
  * its state in the handler's part of the record (c->u) and reports with
  * conn_resume(c, verdict). Its time is bounded by the record's deadline.
+ * cancel (may be NULL) runs when the connection ends in the stage: it
+ * said END, or a deadline, an error or the server's stop came while it
+ * waited. It lets go of what run took (a timer, c->u); a stage that
+ * passes lets go itself.
  */
 struct serve_stage {
 	const char *name;
 	enum serve_verdict (*run)(struct serve_conn *c);
+	void (*cancel)(struct serve_conn *c);
 };
 
 /*
@@ -184,6 +189,7 @@ struct serve_conn {
 	uint32_t active_ms;  /* since started_ms: the last read or write */
 	uint8_t phase;       /* enum conn_phase */
 	uint8_t stage;       /* the next stage to run */
+	bool handled;        /* the handler started: its release runs */
 	union {              /* the stage's or the handler's own state */
 		pid_t pid;   /* exec: the program */
 		void *ptr;

@@ -51,9 +51,10 @@ stage_end(struct serve_conn *c)
 	return SERVE_END;
 }
 
-static const struct serve_stage A = {"a", stage_a}, B = {"b", stage_b},
-				W = {"w", stage_wait_once},
-				E = {"e", stage_end};
+static const struct serve_stage A = {.name = "a", .run = stage_a},
+				B = {.name = "b", .run = stage_b},
+				W = {.name = "w", .run = stage_wait_once},
+				E = {.name = "e", .run = stage_end};
 
 static void
 reset(struct serve_conn *c)
