@@ -643,11 +643,12 @@ int pbx_stream_release_fd(struct pbx_stream *s);
  * - it ends when both directions have ended, or, with PBX_RELAY_END_WITH_B,
  *   as soon as B's input has ended and what was read is written, or at
  *   the first error (r->err, r->where);
- * - a direction between two plain streams whose fds are pipes or
- *   non-blocking sockets moves its bytes with splice(2) through a pipe of
- *   its own (two more fds), with no copy through user memory; any other
- *   direction, or every one with PBX_RELAY_COPY, copies through a 64 KiB
- *   buffer. The streams' byte counters count either way.
+ * - a direction from a pipe or a non-blocking socket into a pipe moves
+ *   its bytes with splice(2) through a pipe of its own (two more fds),
+ *   with no copy through user memory; any other direction, or every one
+ *   with PBX_RELAY_COPY, copies through a buffer (16 KiB writes into a
+ *   socket, 64 KiB otherwise), which on loopback beats splice(2) into a
+ *   socket. The streams' byte counters count either way.
  * While it runs the relay owns the streams' callbacks (ops and data); it
  * gives them back before it calls cb, and leaves the streams open: the
  * caller closes them. After an error a write of the relay's may still be
@@ -662,6 +663,8 @@ enum {
 	PBX_RELAY_WAIT_LOCAL = 1 << 1,
 	/* Copy through a buffer, never splice(2). */
 	PBX_RELAY_COPY = 1 << 2,
+	/* splice(2) into sockets too (a real NIC may gain; loopback loses). */
+	PBX_RELAY_SPLICE = 1 << 3,
 };
 
 struct pbx_relay;
@@ -677,6 +680,7 @@ struct pbx_relay_dir { /* private: one direction */
 	uint8_t wait;  /* splicing: PBX_READABLE (from) or PBX_WRITABLE (to) */
 	uint32_t in_pipe; /* splicing: bytes in the pipe */
 	int pipe[2];
+	uint32_t chunk; /* copying: bytes per read */
 	uint64_t bytes; /* written */
 };
 

@@ -12,6 +12,13 @@
 #include <unistd.h>
 
 #define RELAY_BUF 65536
+/*
+ * Bytes copied per write into a socket. Measured on loopback (bench/run.py
+ * bulk): from a pipe into TCP, 16 KiB writes moved 2.2x the bytes of 64
+ * KiB writes, or of splice(2), at 0.4x the CPU; out of a socket into a
+ * pipe, splice(2) moved 1.6x what copying 64 KiB did.
+ */
+#define RELAY_SOCK_CHUNK 16384
 /* Pipe-fulls one direction splices per wake-up before the loop goes on
  * to others (level-triggered: the rest waits for the next pass). */
 #define SPLICE_ROUNDS 16
@@ -268,8 +275,10 @@ on_alloc(struct pbx_stream *s, char **buf, size_t *len)
 {
 	struct pbx_relay *r = s->data;
 
-	*buf = r->dir[dir_of_reader(r, s)].buf;
-	*len = RELAY_BUF;
+	const struct pbx_relay_dir *x = &r->dir[dir_of_reader(r, s)];
+
+	*buf = x->buf;
+	*len = x->chunk;
 }
 
 static void
@@ -311,30 +320,41 @@ on_shutdown(struct pbx_stream *s, int status)
 
 /* ---- splice(2): from, into the direction's pipe, on into to ---- */
 
-/* A plain pipe or non-blocking socket (a blocking pipe is fine: every
- * splice says SPLICE_F_NONBLOCK, which covers pipes, not sockets). */
-static bool
-spliceable(const struct pbx_stream *s)
+enum fd_kind { FD_OTHER, FD_PIPE, FD_SOCKET };
+
+/* A stream's fd as splice(2) sees it: a pipe, a non-blocking socket (a
+ * blocking pipe is fine: every splice says SPLICE_F_NONBLOCK, which
+ * covers pipes, not sockets), or anything else. */
+static enum fd_kind
+fd_kind(const struct pbx_stream *s)
 {
 	struct stat st;
 
 	if (!s->tr->plain || s->tr->has_buffered != NULL ||
 	    fstat(s->io.fd, &st) < 0)
-		return false;
+		return FD_OTHER;
 	if (S_ISFIFO(st.st_mode))
-		return true;
+		return FD_PIPE;
 	int fl = fcntl(s->io.fd, F_GETFL);
-	return S_ISSOCK(st.st_mode) && fl >= 0 && (fl & O_NONBLOCK);
+	if (S_ISSOCK(st.st_mode) && fl >= 0 && (fl & O_NONBLOCK))
+		return FD_SOCKET;
+	return FD_OTHER;
 }
 
+/* Splice into a pipe (and, if asked, a socket); copy into a socket in
+ * small writes (see above). */
 static void
-try_splicing(struct pbx_relay *r, int d)
+choose_mover(struct pbx_relay *r, int d)
 {
 	struct pbx_relay_dir *x = &r->dir[d];
+	enum fd_kind to = fd_kind(x->to);
 
+	x->chunk = to == FD_SOCKET ? RELAY_SOCK_CHUNK : RELAY_BUF;
 	/* Bytes the owner queued on the output go first, so copy. */
-	if ((r->flags & PBX_RELAY_COPY) || x->to->wq != NULL ||
-	    !spliceable(x->from) || !spliceable(x->to))
+	bool into =
+	    to == FD_PIPE || (to == FD_SOCKET && (r->flags & PBX_RELAY_SPLICE));
+	if ((r->flags & PBX_RELAY_COPY) || x->to->wq != NULL || !into ||
+	    fd_kind(x->from) == FD_OTHER)
 		return;
 	x->splicing = pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) == 0;
 }
@@ -360,7 +380,7 @@ copy_instead(struct pbx_relay *r, int d)
 	struct pbx_relay_dir *x = &r->dir[d];
 
 	close_pipe(x);
-	x->buf = malloc(RELAY_BUF);
+	x->buf = malloc(x->chunk);
 	if (x->buf == NULL) {
 		fail(r, -ENOMEM, side_from(d));
 		return;
@@ -467,9 +487,9 @@ pbx_relay_start(struct pbx_relay *r)
 	r->err = 0;
 	r->where = 0;
 	for (int d = 0; d < 2; d++) {
-		try_splicing(r, d);
+		choose_mover(r, d);
 		if (!r->dir[d].splicing)
-			r->dir[d].buf = malloc(RELAY_BUF);
+			r->dir[d].buf = malloc(r->dir[d].chunk);
 		if (!r->dir[d].splicing && r->dir[d].buf == NULL) {
 			free(r->dir[0].buf);
 			r->dir[0].buf = NULL;

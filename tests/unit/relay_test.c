@@ -354,8 +354,9 @@ static const struct pbx_stream_ops caller_ops = {
 };
 
 /*
- * Each test runs twice: splicing where the relay can (the default), and
- * copying (PBX_RELAY_COPY), set in the test's own process.
+ * Each test runs three times: as the relay chooses (the default: splice
+ * into pipes), copying (PBX_RELAY_COPY) and splicing wherever it can
+ * (PBX_RELAY_SPLICE), set in the test's own process.
  */
 static int relay_mode;
 
@@ -1129,7 +1130,8 @@ test_relay_splices_where_it_can(void)
 	peer_expect(pb, nf);
 	peer_expect(pc, strlen(first) + nb);
 	CHECK_EQ(rt_start(&t), 0);
-	CHECK_EQ(t.r.dir[0].splicing, relay_mode != PBX_RELAY_COPY);
+	/* Into a socket only when asked. */
+	CHECK_EQ(t.r.dir[0].splicing, relay_mode == PBX_RELAY_SPLICE);
 	CHECK(!t.r.dir[1].splicing); /* the owner's bytes go first */
 	t.close_in_cb = true;
 	CHECK(run_until(&t, cb_and_readers_done, 10000));
@@ -1518,64 +1520,91 @@ test_relay_blocking_ends_with_socket(void)
 	check_blocking_socket_ends_first(0, false);
 }
 
-#define COPYING(f)                                                             \
+#define MODES(f)                                                               \
 	static void f##_copy(void)                                             \
 	{                                                                      \
 		relay_mode = PBX_RELAY_COPY;                                   \
 		f();                                                           \
+	}                                                                      \
+	static void f##_splice(void)                                           \
+	{                                                                      \
+		relay_mode = PBX_RELAY_SPLICE;                                 \
+		f();                                                           \
 	}
-/* The same tests, copying. */
-COPYING(test_relay_both_ways_socketpair)
-COPYING(test_relay_both_ways_tcp)
-COPYING(test_relay_half_close_carried)
-COPYING(test_relay_fin_sent_before_cb)
-COPYING(test_relay_end_with_b)
-COPYING(test_relay_end_with_b_delivers_a)
-COPYING(test_relay_backpressure)
-COPYING(test_relay_b_reset_while_writing)
-COPYING(test_relay_b_reset_idle)
-COPYING(test_relay_a_reset_idle)
-COPYING(test_relay_error_free_after_close)
-COPYING(test_relay_local_pair_a)
-COPYING(test_relay_local_output_gone_no_sigpipe)
-COPYING(test_relay_splices_where_it_can)
-COPYING(test_relay_cb_not_in_start_ended_inputs)
-COPYING(test_relay_cb_not_in_start_reset)
-COPYING(test_relay_cb_not_in_start_files)
-COPYING(test_relay_cb_not_in_start_closed_streams)
-COPYING(test_relay_blocking_file_to_socket)
-COPYING(test_relay_blocking_wait_local)
-COPYING(test_relay_blocking_ends_with_socket)
+/* The same tests, copying and splicing. */
+MODES(test_relay_both_ways_socketpair)
+MODES(test_relay_both_ways_tcp)
+MODES(test_relay_half_close_carried)
+MODES(test_relay_fin_sent_before_cb)
+MODES(test_relay_end_with_b)
+MODES(test_relay_end_with_b_delivers_a)
+MODES(test_relay_backpressure)
+MODES(test_relay_b_reset_while_writing)
+MODES(test_relay_b_reset_idle)
+MODES(test_relay_a_reset_idle)
+MODES(test_relay_error_free_after_close)
+MODES(test_relay_local_pair_a)
+MODES(test_relay_local_output_gone_no_sigpipe)
+MODES(test_relay_splices_where_it_can)
+MODES(test_relay_cb_not_in_start_ended_inputs)
+MODES(test_relay_cb_not_in_start_reset)
+MODES(test_relay_cb_not_in_start_files)
+MODES(test_relay_cb_not_in_start_closed_streams)
+MODES(test_relay_blocking_file_to_socket)
+MODES(test_relay_blocking_wait_local)
+MODES(test_relay_blocking_ends_with_socket)
 
 CHECK_MAIN(TEST(test_relay_both_ways_socketpair),
-    TEST(test_relay_both_ways_socketpair_copy), TEST(test_relay_both_ways_tcp),
-    TEST(test_relay_both_ways_tcp_copy), TEST(test_relay_half_close_carried),
+    TEST(test_relay_both_ways_socketpair_copy),
+    TEST(test_relay_both_ways_socketpair_splice),
+    TEST(test_relay_both_ways_tcp), TEST(test_relay_both_ways_tcp_copy),
+    TEST(test_relay_both_ways_tcp_splice), TEST(test_relay_half_close_carried),
     TEST(test_relay_half_close_carried_copy),
+    TEST(test_relay_half_close_carried_splice),
     TEST(test_relay_fin_sent_before_cb),
-    TEST(test_relay_fin_sent_before_cb_copy), TEST(test_relay_end_with_b),
-    TEST(test_relay_end_with_b_copy), TEST(test_relay_end_with_b_delivers_a),
-    TEST(test_relay_end_with_b_delivers_a_copy), TEST(test_relay_backpressure),
-    TEST(test_relay_backpressure_copy), TEST(test_relay_b_reset_while_writing),
-    TEST(test_relay_b_reset_while_writing_copy), TEST(test_relay_b_reset_idle),
-    TEST(test_relay_b_reset_idle_copy), TEST(test_relay_a_reset_idle),
-    TEST(test_relay_a_reset_idle_copy), TEST(test_relay_error_free_after_close),
-    TEST(test_relay_error_free_after_close_copy), TEST(test_relay_local_pair_a),
-    TEST(test_relay_local_pair_a_copy),
+    TEST(test_relay_fin_sent_before_cb_copy),
+    TEST(test_relay_fin_sent_before_cb_splice), TEST(test_relay_end_with_b),
+    TEST(test_relay_end_with_b_copy), TEST(test_relay_end_with_b_splice),
+    TEST(test_relay_end_with_b_delivers_a),
+    TEST(test_relay_end_with_b_delivers_a_copy),
+    TEST(test_relay_end_with_b_delivers_a_splice),
+    TEST(test_relay_backpressure), TEST(test_relay_backpressure_copy),
+    TEST(test_relay_backpressure_splice),
+    TEST(test_relay_b_reset_while_writing),
+    TEST(test_relay_b_reset_while_writing_copy),
+    TEST(test_relay_b_reset_while_writing_splice),
+    TEST(test_relay_b_reset_idle), TEST(test_relay_b_reset_idle_copy),
+    TEST(test_relay_b_reset_idle_splice), TEST(test_relay_a_reset_idle),
+    TEST(test_relay_a_reset_idle_copy), TEST(test_relay_a_reset_idle_splice),
+    TEST(test_relay_error_free_after_close),
+    TEST(test_relay_error_free_after_close_copy),
+    TEST(test_relay_error_free_after_close_splice),
+    TEST(test_relay_local_pair_a), TEST(test_relay_local_pair_a_copy),
+    TEST(test_relay_local_pair_a_splice),
     TEST(test_relay_local_output_gone_no_sigpipe),
     TEST(test_relay_local_output_gone_no_sigpipe_copy),
+    TEST(test_relay_local_output_gone_no_sigpipe_splice),
     TEST(test_relay_splices_where_it_can),
     TEST(test_relay_splices_where_it_can_copy),
+    TEST(test_relay_splices_where_it_can_splice),
     TEST(test_relay_cb_not_in_start_ended_inputs),
     TEST(test_relay_cb_not_in_start_ended_inputs_copy),
+    TEST(test_relay_cb_not_in_start_ended_inputs_splice),
     TEST(test_relay_cb_not_in_start_reset),
     TEST(test_relay_cb_not_in_start_reset_copy),
+    TEST(test_relay_cb_not_in_start_reset_splice),
     TEST(test_relay_cb_not_in_start_files),
     TEST(test_relay_cb_not_in_start_files_copy),
+    TEST(test_relay_cb_not_in_start_files_splice),
     TEST(test_relay_cb_not_in_start_closed_streams),
     TEST(test_relay_cb_not_in_start_closed_streams_copy),
+    TEST(test_relay_cb_not_in_start_closed_streams_splice),
     TEST(test_relay_blocking_file_to_socket),
     TEST(test_relay_blocking_file_to_socket_copy),
+    TEST(test_relay_blocking_file_to_socket_splice),
     TEST(test_relay_blocking_wait_local),
     TEST(test_relay_blocking_wait_local_copy),
+    TEST(test_relay_blocking_wait_local_splice),
     TEST(test_relay_blocking_ends_with_socket),
-    TEST(test_relay_blocking_ends_with_socket_copy))
+    TEST(test_relay_blocking_ends_with_socket_copy),
+    TEST(test_relay_blocking_ends_with_socket_splice))
