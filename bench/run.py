@@ -8,10 +8,18 @@ namespace (unshare -n) where one is available. Repetitions are interleaved
 report gives medians, min-max and ratios against each workload's reference
 row, and marks every bar PASS or FAIL.
 
-    python3 bench/run.py              full run: 3 repetitions, 5 s runs
+    python3 bench/run.py              full run: 5 repetitions, 5 s runs
     python3 bench/run.py --quick      smoke check: 1 repetition, 2 s runs
     python3 bench/run.py --only echo  one workload (or a comma list)
     python3 bench/run.py --pbx build/clang/pbx
+    python3 bench/run.py --only bulk --pbx-old /tmp/old/build/pbx
+
+The bulk workload times `pbx connect` moving a fixed number of bytes
+between a pipe and a socket, upload and download, beside nc and socat and
+two minimal clients from bench/bulk.c; every byte is counted at the far
+end. --pbx-old PATH adds the rows "pbx connect (old)" run with another
+pbx binary (an earlier build, say a worktree of the commit before), so
+"no slower than before" is a ratio, and a bar, of one run.
 
 Writes bench/results.md and bench/results.json. Python 3 standard library
 only. See bench/README.md for what each row is and how to re-run one.
@@ -23,6 +31,7 @@ import json
 import os
 import re
 import resource
+import select
 import shlex
 import shutil
 import signal
@@ -45,14 +54,20 @@ PROGRAMS = {
     "epoll_echo": [],
     "spawn_server": [],
     "loadgen": [],
+    "bulk": [],
 }
-WORKLOADS = ["greeting", "program", "idle", "echo", "loadgen"]
+WORKLOADS = ["greeting", "program", "idle", "echo", "loadgen", "bulk"]
 NETNS_ENV = "PBX_BENCH_NETNS"
 SERVER_CPU, LOAD_CPU = "0", "1"
 GREETING = "Hello, person from 127.0.0.1:"
 HOLD_CONNS = 19000
 PROXY_HOLD_CONNS = 9000
 FD_LIMIT = 20000
+# Bytes per bulk transfer, sized so that one lasts about a second here
+# (the splicing clients move 3-5 times as much down as up), and 5
+# repetitions of every row stay near a minute and a half.
+BULK_BYTES = {"upload": 1 << 30, "download": 2 << 30}
+BULK_BYTES_QUICK = {"upload": 512 << 20, "download": 1 << 30}
 
 # Debian packages of the peers: the package, and a binary that proves it.
 PEER_PACKAGES = [
@@ -62,12 +77,13 @@ PEER_PACKAGES = [
     ("ipsvd", "/usr/bin/tcpsvd"),
     ("socat", "/usr/bin/socat"),
     ("ncat", "/usr/bin/ncat"),
+    ("netcat-openbsd", "/bin/nc.openbsd"),
     ("openbsd-inetd", "/usr/sbin/inetd"),
 ]
 VERSION_PACKAGES = [
     "nginx", "nginx-light", "libnginx-mod-stream", "ucspi-tcp", "ipsvd",
-    "socat", "ncat", "openbsd-inetd", "systemd", "libc6", "gcc",
-    "linux-image-amd64",
+    "socat", "ncat", "netcat-openbsd", "openbsd-inetd", "systemd", "libc6",
+    "gcc", "linux-image-amd64",
 ]
 NGINX_STREAM_SO = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
@@ -92,9 +108,9 @@ def die_with_parent():
         pass
 
 
-def spawn(argv, stdout, stderr, cwd=None):
+def spawn(argv, stdout, stderr, cwd=None, stdin=subprocess.DEVNULL):
     """Start argv in its own process group (so the group can be killed)."""
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
+    p = subprocess.Popen(argv, stdin=stdin, stdout=stdout,
                          stderr=stderr, cwd=cwd, start_new_session=True,
                          preexec_fn=die_with_parent)
     STARTED.append(p)
@@ -299,9 +315,12 @@ class Server:
 
 def show(ctx, argv):
     """argv as a shell line a reader can re-run from the repository root:
-    the snapshot of pbx shows as the path given to --pbx, bench/bin as
-    such, the scratch directory as $TMP."""
-    line = shlex.join(argv)
+    the snapshot of pbx shows as the path given to --pbx (and that of
+    --pbx-old as its path), bench/bin as such, the scratch directory as
+    $TMP."""
+    line = shlex.join(argv) if isinstance(argv, list) else argv
+    if getattr(ctx, "pbx_old", None):
+        line = line.replace(ctx.pbx_old, ctx.pbx_old_shown)
     line = line.replace(ctx.pbx, ctx.pbx_shown)
     line = line.replace(ctx.tmp, "$TMP")
     return line.replace(ROOT + "/", "")
@@ -688,6 +707,7 @@ def summary(res):
         if r.get(k):
             parts.append(f"{k}={r[k]}")
     for k in ("cpu_us", "pss_kib", "accepted", "bytes_per_conn", "p99_us",
+              "mib_s", "client_cpu_ms_gib", "cpu0_util", "cpu1_util",
               "served"):
         if res.get(k) is not None:
             parts.append(f"{k}={res[k]}")
@@ -808,6 +828,182 @@ def loadgen_run(ctx):
     return one
 
 
+# -------------------------------------------------------------- bulk
+
+
+def bulk_rows(ctx, direction):
+    """Rows of one direction of the bulk workload ("upload", "download").
+
+    Every row is a client command (argv from HOST, PORT) against the same
+    server: for upload `pbx serve -v discard` (its end line counts the
+    bytes that arrived), for download `bulk send` (bench/bulk.c: a
+    blocking write loop of one zeroed buffer, then the close).
+    """
+    bulk = bin_path("bulk")
+
+    def server():
+        if direction == "upload":
+            return pbx_server(ctx, "bulk sink pbx discard",
+                              ["-v", "--model", "event", "127.0.0.1:0",
+                               "discard"])
+        return Server(ctx, "bulk send",
+                      [bulk, "send", "127.0.0.1", "0",
+                       str(ctx.bulk_bytes[direction])], 0, ready="line")
+
+    def row(name, kind, client, note="", available=None):
+        r = Row(name, kind, server, note, available)
+        r.client = client
+        return r
+
+    if direction == "upload":
+        socat = (lambda h, p: ["socat", "-u", "STDIN", f"TCP:{h}:{p}"])
+        socat_note = "-u STDIN TCP:...; default 8 KiB buffer (-b 8192)"
+    else:
+        socat = (lambda h, p: ["socat", "-u", f"TCP:{h}:{p}", "STDOUT"])
+        socat_note = "-u TCP:... STDOUT; default 8 KiB buffer (-b 8192)"
+    rows = [
+        row("splice client (bench/bulk.c client)", "ref",
+            lambda h, p: [bulk, "client", h, str(p)],
+            "the least a client can do: one blocking splice(2) a chunk, "
+            "straight between the pipe and the socket, no copy in the "
+            "client; a yardstick, not a bound (up, a 16 KiB copy loop "
+            "can beat it)"),
+        row("read/write client, 16 KiB (bench/bulk.c copy)", "base",
+            lambda h, p: [bulk, "copy", h, str(p), "16384"],
+            "a minimal blocking copy loop through a 16 KiB buffer (nc's "
+            "size; up, it moved 1.6x as much as a 64 KiB one here, "
+            "presumably by staying in the cache): what splice(2) saves, "
+            "or costs"),
+        row("pbx connect", "pbx",
+            lambda h, p: [ctx.pbx, "connect", f"{h}:{p}"]),
+    ]
+    if ctx.pbx_old:
+        rows.append(row("pbx connect (old)", "pbx-old",
+                        lambda h, p: [ctx.pbx_old, "connect", f"{h}:{p}"],
+                        f"--pbx-old {ctx.pbx_old_shown}"))
+    rows += [
+        row("netcat-openbsd nc -N", "peer",
+            lambda h, p: ["nc.openbsd", "-N", h, str(p)],
+            "poll(2) and 16 KiB read/write; -N: shutdown at the end of "
+            "stdin", need("/bin/nc.openbsd")),
+        row("socat -u", "peer", socat, socat_note, need("/usr/bin/socat")),
+    ]
+    return rows
+
+
+def wait_child(p, deadline):
+    """Wait for p until deadline (monotonic); (end time, rusage).
+
+    os.wait4 reaps the child itself, so its rusage is the client's own
+    CPU time (user+system), not that of anything else in the pipeline.
+    """
+    fd = os.pidfd_open(p.pid)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{os.path.basename(p.args[-1])}: "
+                                   "still running at the deadline")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                break
+    finally:
+        os.close(fd)
+    end = time.monotonic()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return end, ru
+
+
+def bulk_run(ctx, direction):
+    n = ctx.bulk_bytes[direction]
+    bulk = bin_path("bulk")
+    pin = ["taskset", "-c", LOAD_CPU]
+    # Far beyond a slow transfer (256 MiB/s), short of a hung run.
+    limit = 20 + n / (256 << 20)
+
+    def one(row, server):
+        client = pin + row.client("127.0.0.1", server.port)
+        err = os.path.join(ctx.tmp, "client.err")
+        feed = count = None
+        procs = []
+        c0, c1 = cpu_busy(SERVER_CPU), cpu_busy(LOAD_CPU)
+        try:
+            with open(err, "w") as fe:
+                if direction == "upload":
+                    feed = spawn(pin + [bulk, "feed", str(n)],
+                                 subprocess.PIPE, fe)
+                    procs.append(feed)
+                    t0 = time.monotonic()
+                    p = spawn(client, subprocess.DEVNULL, fe,
+                              stdin=feed.stdout)
+                    feed.stdout.close()
+                else:
+                    t0 = time.monotonic()
+                    p = spawn(client, subprocess.PIPE, fe)
+                    count = spawn(pin + [bulk, "count"], subprocess.PIPE,
+                                  fe, stdin=p.stdout)
+                    p.stdout.close()
+                    procs.append(count)
+                procs.append(p)
+            deadline = t0 + limit
+            end, ru = wait_child(p, deadline)
+            if direction == "upload":
+                # Done when the sink has seen the end: a client may exit
+                # with bytes still in its socket's send buffer (socat -u).
+                pat = re.compile(r"\bend remote=\S+ in=(\d+)")
+                while True:
+                    got = pat.search(server.log())
+                    if got or p.returncode != 0 or \
+                            server.proc.poll() is not None or \
+                            time.monotonic() > deadline:
+                        break
+                    time.sleep(0.001)
+                end = max(end, time.monotonic() if got else end)
+                arrived = int(got.group(1)) if got else None
+                feed.wait(timeout=max(1, deadline - time.monotonic()))
+                who = "the sink"
+            else:
+                end, _ = wait_child(count, deadline)
+                text = count.stdout.read().strip()
+                count.stdout.close()
+                arrived = int(text) if text.isdigit() else None
+                who = "the reader"
+            c0, c1 = cpu_busy(SERVER_CPU) - c0, cpu_busy(LOAD_CPU) - c1
+        finally:
+            for q in procs:
+                stop(q, signal.SIGKILL, timeout=1)
+        with open(err, errors="replace") as f:
+            said = " | ".join(f.read().strip().splitlines()[-3:])
+        if p.returncode != 0:
+            raise RuntimeError(f"client exited with status {p.returncode}"
+                               f"{': ' + said if said else ''}")
+        if arrived != n:
+            raise RuntimeError(f"short: {who} counted {arrived} of {n} "
+                               f"bytes{': ' + said if said else ''}")
+        wall = end - t0
+        cpu = ru.ru_utime + ru.ru_stime
+        gib = n / (1 << 30)
+        if direction == "upload":
+            load = (f"{shlex.join(pin + [bulk, 'feed', str(n)])} | "
+                    f"{shlex.join(client)} >/dev/null")
+        else:
+            load = (f"{shlex.join(client)} </dev/null | "
+                    f"{shlex.join(pin + [bulk, 'count'])}")
+        return {"report": {"bytes": arrived, "errors_total": 0},
+                "command": show(ctx, load), "bytes": arrived,
+                "wall_s": round(wall, 4),
+                "mib_s": round(n / (1 << 20) / wall, 1),
+                "client_cpu_s": round(cpu, 4),
+                "client_user_s": round(ru.ru_utime, 4),
+                "client_sys_s": round(ru.ru_stime, 4),
+                "client_cpu_ms_gib": round(cpu / gib * 1000, 1),
+                "cpu01_ms_gib": round((c0 + c1) / gib * 1000, 1),
+                "cpu0_util": round(c0 / wall * 100, 1),
+                "cpu1_util": round(c1 / wall * 100, 1)}
+    return one
+
+
 # ----------------------------------------------------------------- summary
 
 
@@ -858,6 +1054,11 @@ LOADGEN_KEYS = [("conn_s", "report", "connections_per_s"),
                 ("load_cpu_us", "load_cpu_us", None),
                 ("cpu0_util", "cpu0_util", None),
                 ("cpu1_util", "cpu1_util", None)]
+BULK_KEYS = [("mib_s", "mib_s", None),
+             ("client_cpu_ms_gib", "client_cpu_ms_gib", None),
+             ("cpu01_ms_gib", "cpu01_ms_gib", None),
+             ("cpu0_util", "cpu0_util", None),
+             ("cpu1_util", "cpu1_util", None)]
 
 
 def m(stats, key):
@@ -939,6 +1140,12 @@ def versions(ctx):
         v["pbx"] = run_checked([ctx.pbx, "--version"], 10).stdout.strip()
     except OSError as e:
         v["pbx"] = f"({e})"
+    if ctx.pbx_old:
+        try:
+            v["pbx (old)"] = run_checked([ctx.pbx_old, "--version"],
+                                         10).stdout.strip()
+        except OSError as e:
+            v["pbx (old)"] = f"({e})"
     cc = os.environ.get("CC", "cc")
     v["cc"] = run_checked([cc, "--version"], 10).stdout.splitlines()[0]
     v["kernel"] = os.uname().release
@@ -1039,6 +1246,10 @@ def main():
                     help="workloads, comma-separated: " + ",".join(WORKLOADS))
     ap.add_argument("--pbx", default=os.path.join(ROOT, "build", "pbx"),
                     help="the pbx to measure (default build/pbx)")
+    ap.add_argument("--pbx-old", metavar="PATH",
+                    help="another pbx (an earlier build) whose connect "
+                    "adds the bulk rows 'pbx connect (old)': an A/B in "
+                    "one run")
     ap.add_argument("--reps", type=int, help="repetitions (default 5)")
     ap.add_argument("--seconds", type=float, help="seconds per run")
     ap.add_argument("--no-netns", action="store_true",
@@ -1071,8 +1282,17 @@ def main():
     ctx.reps = args.reps or (1 if args.quick else 5)
     ctx.seconds = args.seconds or (2 if args.quick else 5)
     ctx.quick = args.quick
+    ctx.bulk_bytes = BULK_BYTES_QUICK if args.quick else BULK_BYTES
     if not os.access(ctx.pbx_src, os.X_OK):
         raise SystemExit(f"run.py: {ctx.pbx_src} not found: run make first")
+    ctx.pbx_old = None
+    ctx.pbx_old_src = os.path.abspath(args.pbx_old) if args.pbx_old else None
+    if ctx.pbx_old_src:
+        if not os.access(ctx.pbx_old_src, os.X_OK):
+            raise SystemExit(f"run.py: --pbx-old {ctx.pbx_old_src} not "
+                             "found")
+        ctx.pbx_old_shown = os.path.relpath(ctx.pbx_old_src, ROOT) \
+            if ctx.pbx_old_src.startswith(ROOT + "/") else ctx.pbx_old_src
     if os.cpu_count() < 2:
         raise SystemExit("run.py: needs two CPUs (server 0, load 1)")
     # Whole run bounded: a hang anywhere ends in the finally below.
@@ -1085,6 +1305,9 @@ def main():
         # Others may rebuild build/pbx while this runs: use one snapshot.
         ctx.pbx = os.path.join(ctx.tmp, "pbx")
         shutil.copy2(ctx.pbx_src, ctx.pbx)
+        if ctx.pbx_old_src:
+            ctx.pbx_old = os.path.join(ctx.tmp, "pbx-old")
+            shutil.copy2(ctx.pbx_old_src, ctx.pbx_old)
         setup_netns(ctx)
         ctx.fd_limit = raise_fd_limit()
         # This script sleeps beside the load on CPU 1, never on CPU 0.
@@ -1099,6 +1322,9 @@ def main():
             "repetitions": ctx.reps, "seconds": ctx.seconds,
             "netns": ctx.netns, "pbx": ctx.pbx_shown,
             "pbx_sha256": sha256(ctx.pbx), "git": git_info(),
+            "pbx_old": ctx.pbx_old_shown if ctx.pbx_old else None,
+            "pbx_old_sha256": sha256(ctx.pbx_old) if ctx.pbx_old else None,
+            "bulk_bytes": ctx.bulk_bytes if "bulk" in only else None,
             "fd_limit": ctx.fd_limit, "versions": versions(ctx),
             "cpus": os.cpu_count(),
             "background_cpu0_pct": background_cpu0(),
@@ -1129,6 +1355,12 @@ def main():
             rows = loadgen_rows(ctx)
             run_rows(ctx, "loadgen", rows, loadgen_run(ctx))
             tables["loadgen"] = rows
+        if "bulk" in only:
+            for direction in ("upload", "download"):
+                rows = bulk_rows(ctx, direction)
+                run_rows(ctx, f"bulk {direction}", rows,
+                         bulk_run(ctx, direction))
+                tables[f"bulk_{direction}"] = rows
         meta["elapsed_s"] = round(time.monotonic() - t_start)
         write_results(args.out, results, tables)
     finally:
@@ -1145,7 +1377,8 @@ def main():
 
 KEYS = {"greeting": GREETING_KEYS, "program": GREETING_KEYS,
         "idle": IDLE_KEYS, "echo_c1": ECHO_KEYS, "echo_c64": ECHO_KEYS,
-        "loadgen": LOADGEN_KEYS}
+        "loadgen": LOADGEN_KEYS, "bulk_upload": BULK_KEYS,
+        "bulk_download": BULK_KEYS}
 
 
 def find(rows, kind=None, name=None):
@@ -1228,6 +1461,10 @@ def evaluate_bars(tables, stats):
         r1 = ratio(m(pb, "conn_s"), m(ref, "conn_s"))
         bar(bars, "pbx bench conn/s vs independent loadgen (1 core)",
             rx(r1), ">= 0.95x", r1 is not None and r1 >= 0.95)
+    for direction in ("upload", "download"):
+        rows = tables.get(f"bulk_{direction}")
+        if rows:
+            bulk_bars(bars, direction, rows, stats[f"bulk_{direction}"])
     # Timed runs at thousands of calls/s: the up to 50 calls in flight
     # when a run is cut off are far below 1%. (In the program table they
     # are not, at ~2,000 calls/s; its column is shown but not judged.)
@@ -1244,6 +1481,38 @@ def evaluate_bars(tables, stats):
             f"{worst[0]:.3f}%", "within 1%", worst[0] <= 1.0,
             f"worst: {worst[1]}, over {len(diffs)} rows")
     return bars
+
+
+def bulk_bars(bars, direction, rows, st):
+    """pbx connect against the best peer and, with --pbx-old, against the
+    old pbx. 0.95x: the median of 5 transfers moves by a few percent from
+    one run to the next on this machine, so 5% below is still "no slower";
+    a run whose bytes came up short counts as a failure of the bar."""
+    pb = st.get("pbx connect")
+    if not pb:
+        return
+    failed = pb["failed_runs"]
+    bad = f"; {failed} run(s) of pbx connect failed" if failed else ""
+    peers = [(r.name, m(st[r.name], "mib_s")) for r in rows
+             if r.kind == "peer" and r.name in st]
+    peers = [(n, v) for n, v in peers if v is not None]
+    if peers:
+        best = max(peers, key=lambda x: x[1])
+        r1 = ratio(m(pb, "mib_s"), best[1])
+        bar(bars, f"bulk {direction}: pbx connect MiB/s vs the best peer",
+            rx(r1), ">= 0.95x", r1 is not None and r1 >= 0.95 and
+            not failed,
+            f"{fmt(m(pb, 'mib_s'))} vs {fmt(best[1])} MiB/s ({best[0]})"
+            + bad)
+    old = st.get("pbx connect (old)")
+    if old:
+        r2 = ratio(m(pb, "mib_s"), m(old, "mib_s"))
+        bar(bars, f"bulk {direction}: pbx connect MiB/s vs pbx connect "
+            "(old)", rx(r2), ">= 0.95x", r2 is not None and r2 >= 0.95 and
+            not failed,
+            f"{fmt(m(pb, 'mib_s'))} vs {fmt(m(old, 'mib_s'))} MiB/s; "
+            f"client CPU {fmt(m(pb, 'client_cpu_ms_gib'))} vs "
+            f"{fmt(m(old, 'client_cpu_ms_gib'))} ms/GiB" + bad)
 
 
 def write_results(prefix, results, tables):
@@ -1352,6 +1621,28 @@ def table_loadgen(out, rows, st):
             f"{'-' if cd is None else f'{cd:.2f}%'} | {r.note} |")
 
 
+def table_bulk(out, rows, st, direction):
+    ref = st.get(find(rows, "ref").name, {})
+    out.append(f"| bulk {direction} | MiB/s | x ref | client CPU ms/GiB | "
+               "x ref | CPU0+CPU1 ms/GiB | x ref | CPU0 busy % | "
+               "CPU1 busy % | failed runs | notes |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.available is not None:
+            out.append(f"| {r.name} | {r.available} ||||||||||")
+            continue
+        s = st[r.name]
+        out.append(
+            f"| {r.name}{' (ref)' if r.kind == 'ref' else ''} | "
+            f"{cell(s, 'mib_s')} | {vs(s, ref, 'mib_s')} | "
+            f"{cell(s, 'client_cpu_ms_gib')} | "
+            f"{vs(s, ref, 'client_cpu_ms_gib')} | "
+            f"{cell(s, 'cpu01_ms_gib')} | {vs(s, ref, 'cpu01_ms_gib')} | "
+            f"{cell(s, 'cpu0_util')} | "
+            f"{cell(s, 'cpu1_util')} | {fmt(s['failed_runs'])} | "
+            f"{r.note}{notes_of(s)} |")
+
+
 def markdown(results, tables, stats):
     meta = results["meta"]
     out = ["# pbx benchmarks", ""]
@@ -1450,6 +1741,44 @@ def markdown(results, tables, stats):
                 "includes up to 50 calls in flight when the run ends.", ""]
         table_loadgen(out, tables["loadgen"], stats["loadgen"])
         out.append("")
+    if "bulk_upload" in tables or "bulk_download" in tables:
+        size = meta.get("bulk_bytes") or {}
+        up, down = size.get("upload", 0), size.get("download", 0)
+        old = (f" `pbx connect (old)` is --pbx-old {meta['pbx_old']} "
+               f"(sha256 {meta['pbx_old_sha256']}), run beside the pbx "
+               "measured, same ends." if meta.get("pbx_old") else "")
+        out += ["## Bulk transfer through a client", "",
+                "Each run moves zeros through one client between a pipe "
+                "and a socket; the client and the fixed end of its pipe "
+                "on CPU 1, the server on CPU 0. Upload "
+                f"({up >> 20:,} MiB): `bench/bin/bulk feed {up}` (1 MiB "
+                "writes) into the client's stdin, client stdout to "
+                "/dev/null, server `pbx serve -v --model event "
+                "127.0.0.1:0 discard` (the same sink for every row; its "
+                "end line counts the bytes that arrived). Download "
+                f"({down >> 20:,} MiB): server `bench/bin/bulk send` "
+                "(blocking 1 MiB writes, then the close), client stdin "
+                "/dev/null, client stdout into `bench/bin/bulk count` "
+                "(splices the pipe into /dev/null, counts). MiB/s = bytes "
+                "/ wall time from starting the client until the sink has "
+                "seen the end (upload) or the counter has read EOF "
+                "(download); a run where fewer bytes arrived is an error, "
+                "not a number. client CPU = the client's own user+system "
+                "time (its rusage from wait4) per GiB. On loopback much "
+                "of TCP's work, the receiving side's included, runs on "
+                "whichever CPU pushes the data or the ACK that frees "
+                "room, so how it splits between CPU 0 and CPU 1 moves "
+                "with the client's pattern: CPU0+CPU1 ms/GiB (busy time "
+                "of both CPUs from /proc/stat, feeder or counter and "
+                "server included, the same for every row) is the "
+                "transfer's whole cost. Reference: bench/bulk.c client, "
+                "one blocking splice(2) a chunk straight between the pipe "
+                "and the socket." + old, ""]
+        for direction in ("upload", "download"):
+            key = f"bulk_{direction}"
+            if key in tables:
+                table_bulk(out, tables[key], stats[key], direction)
+                out.append("")
     out += ["## Versions", "", "| component | version |", "|---|---|"]
     for k, v in meta["versions"].items():
         out.append(f"| {k} | {v} |")
