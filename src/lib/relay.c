@@ -350,9 +350,9 @@ choose_mover(struct pbx_relay *r, int d)
 	enum fd_kind to = fd_kind(x->to);
 
 	x->chunk = to == FD_SOCKET ? RELAY_SOCK_CHUNK : RELAY_BUF;
-	/* Bytes the owner queued on the output go first, so copy. */
 	bool into =
 	    to == FD_PIPE || (to == FD_SOCKET && (r->flags & PBX_RELAY_SPLICE));
+	/* Bytes the owner queued on the output go first, so copy. */
 	if ((r->flags & PBX_RELAY_COPY) || x->to->wq != NULL || !into ||
 	    fd_kind(x->from) == FD_OTHER)
 		return;

@@ -67,6 +67,7 @@ static const char *const end_word[] = {
     [EVENT_END_RESET] = "reset",
     [EVENT_END_TIMEOUT] = "timeout",
     [EVENT_END_ERROR] = "error",
+    [EVENT_END_STOPPED] = "stopped",
 };
 
 /* ---------------------------------------------------------------- */
@@ -246,9 +247,9 @@ put_fields(struct fields *fs, const struct event *ev)
 		field_u64(fs, "ms", ev->ms);
 	if (ev->kind == EVENT_END)
 		field_str(fs, "end",
-		    (unsigned)ev->end <= EVENT_END_ERROR ? end_word[ev->end]
+		    (unsigned)ev->end <= EVENT_END_STOPPED ? end_word[ev->end]
 							 : "error");
-	if (ev->err < 0)
+	if (ev->err < 0 && ev->end != EVENT_END_STOPPED)
 		field_str(fs, "error", pbx_strerror(ev->err));
 }
 
@@ -381,6 +382,8 @@ event_end_of(int err)
 	case -EPIPE:
 	case -ECONNABORTED:
 		return EVENT_END_RESET;
+	case -ECANCELED: /* the server stopped: no error of the call's */
+		return EVENT_END_STOPPED;
 	default:
 		return EVENT_END_ERROR;
 	}

@@ -57,12 +57,16 @@ enum event_kind {
 	EVENT_TRACE,  /* [pid: a forked child's], message */
 };
 
-/* How a connection ended (EVENT_END): end=closed|reset|timeout|error. */
+/*
+ * How a connection ended (EVENT_END):
+ * end=closed|reset|timeout|error|stopped (the server stopped first).
+ */
 enum event_end {
 	EVENT_END_CLOSED,
 	EVENT_END_RESET,
 	EVENT_END_TIMEOUT,
 	EVENT_END_ERROR,
+	EVENT_END_STOPPED,
 };
 
 /*

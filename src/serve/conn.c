@@ -293,6 +293,17 @@ close_phase(struct serve_conn *c)
 	}
 }
 
+/* The end event; a program's bytes were its own, so they are not told. */
+static void
+emit_end(const struct serve_conn *c, int err)
+{
+	const struct pbx_stream *s = &c->stream;
+
+	if (serve_emitting())
+		serve_emit_end(&c->remote, c->phase != CONN_PROGRAM,
+		    s->bytes_in, s->bytes_out, conn_now(c), err);
+}
+
 void
 conn_end(struct serve_conn *c, int err)
 {
@@ -300,12 +311,7 @@ conn_end(struct serve_conn *c, int err)
 
 	if (c->phase == CONN_CLOSING)
 		return;
-	if (serve_emitting()) {
-		const struct pbx_stream *s = &c->stream;
-		bool bytes = c->phase != CONN_PROGRAM;
-		serve_emit_end(&c->remote, bytes, s->bytes_in, s->bytes_out,
-		    conn_now(c), err);
-	}
+	emit_end(c, err);
 	bool released = c->phase == CONN_PROGRAM;
 	close_phase(c);
 	c->due_ms = 0;
@@ -355,6 +361,7 @@ serve_conns_abort(struct serve *srv)
 	while (srv->conns != NULL) {
 		struct serve_conn *c = srv->conns;
 		if (c->phase != CONN_CLOSING && c->phase != CONN_PROGRAM) {
+			emit_end(c, -ECANCELED); /* end=stopped */
 			close_phase(c);
 			pbx_stream_close(&c->stream);
 			srv->live--;

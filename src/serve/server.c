@@ -282,6 +282,8 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 		srv.listen_io =
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = run_model(&srv);
+		/* Calls still open end (end=stopped) before the count. */
+		serve_conns_abort(&srv);
 		serve_emit_stop(srv.accepted);
 	}
 	if (srv.ready_fd >= 0)

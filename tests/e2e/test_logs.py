@@ -6,9 +6,11 @@ import datetime
 import json
 import re
 import signal
+import socket
 import time
 
-from harness import Failure, check, eq, hello, match, recv_all, short, test
+from harness import (Failure, check, eq, hello, match, recv_all, recv_exact,
+                     short, test)
 
 TS_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
 
@@ -81,3 +83,51 @@ def test_json_usage_error(t):
        {"event": "error", "cmd": "serve",
         "message": "bad address '127.0.0.1:99999': port '99999' is out of "
                    "range 0-65535"}, "error object")
+
+
+@test(params=["text", "json"])
+def test_end_stopped(t, fmt):
+    # A call still open when the server stops ends with end=stopped (no
+    # error field) before the served line; the other call's end is its own.
+    srv = t.serve("127.0.0.1:0", ["echo"], ["-v", "--log-format", fmt],
+                  wait_ready=fmt == "text")
+    port = srv.port
+    if fmt == "json":
+        _, m = srv.wait_line(r"\{.*\}", what="first JSON line")
+        addr = listen_address(json_line(m.group(0)))
+        port = int(match(r"127\.0\.0\.1:(\d+)", addr, "listen").group(1))
+    done = t.dial("127.0.0.1", port)
+    held = t.dial("127.0.0.1", port)
+    dport, hport = done.getsockname()[1], held.getsockname()[1]
+    done.sendall(b"abc")
+    eq(recv_exact(done, 3, 5, "echo"), b"abc", "echo")
+    done.shutdown(socket.SHUT_WR)
+    eq(recv_all(done, 5, "end of the echo"), b"", "echo after FIN")
+    held.sendall(b"hold")
+    eq(recv_exact(held, 4, 5, "echo"), b"hold", "echo")
+    srv.wait_line(rf".*\b{dport}\b.*closed.*", what="the first call's end")
+    srv.signal(signal.SIGTERM)
+    eq(srv.wait(5), 0, "exit status after SIGTERM")
+    eq(recv_all(held, 5, "the held call after the stop"), b"", "held call")
+    srv.wait_eof(3)
+    lines = srv.err_lines()
+    if fmt == "json":
+        objs = [json_line(line) for line in lines]
+        ends = [o for o in objs if o["event"] == "end"]
+        held_end = [o for o in ends if o["remote"] == f"127.0.0.1:{hport}"]
+        eq(len(held_end), 1, f"end objects of the held call in {lines}")
+        eq({k: v for k, v in held_end[0].items() if k not in ("ts", "ms")},
+           {"event": "end", "remote": f"127.0.0.1:{hport}", "in": 4,
+            "out": 4, "end": "stopped"}, "the held call's end")
+        done_end = [o for o in ends if o["remote"] == f"127.0.0.1:{dport}"]
+        eq([o["end"] for o in done_end], ["closed"], "the first call's end")
+        eq(objs[-1]["event"], "stop", "last event")
+        eq(objs[-1]["count"], 2, "calls served")
+        check(objs.index(held_end[0]) < len(objs) - 1, "end before stop")
+    else:
+        want = (rf"pbx: end remote=127\.0\.0\.1:{hport} in=4 out=4 "
+                r"ms=\d+ end=stopped")
+        found = [i for i, line in enumerate(lines) if re.fullmatch(want, line)]
+        eq(len(found), 1, f"end=stopped lines in {lines}")
+        eq(lines[-1], "pbx: served 2 connections", "last line")
+        check(found[0] < len(lines) - 1, "end=stopped before the served line")
