@@ -248,7 +248,7 @@ put_fields(struct fields *fs, const struct event *ev)
 	if (ev->kind == EVENT_END)
 		field_str(fs, "end",
 		    (unsigned)ev->end <= EVENT_END_STOPPED ? end_word[ev->end]
-							 : "error");
+							   : "error");
 	if (ev->err < 0 && ev->end != EVENT_END_STOPPED)
 		field_str(fs, "error", pbx_strerror(ev->err));
 }
