@@ -83,8 +83,6 @@ emit_accept(struct serve *srv, int fd, const struct pbx_addr *remote, pid_t pid)
 	if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
 		return;
 	serve_emit_accept(remote, &local, (long)pid);
-	if (serve_fast_become(srv))
-		serve_emit_start(remote, (long)pid, srv->opts->argv[0]);
 }
 
 /*
@@ -151,8 +149,11 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 		if (serve_emitting()) {
 			remember_child(srv, pid, remote);
 			/* A child that becomes a program emits nothing. */
-			if (fast)
+			if (fast) {
 				emit_accept(srv, fd, remote, pid);
+				serve_emit_start(
+				    remote, (long)pid, srv->opts->argv[0]);
+			}
 		}
 		serve_pause_accept(srv, srv->live >= srv->limit);
 	}

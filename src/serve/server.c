@@ -222,8 +222,7 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 static void
 serve_teardown(struct serve *srv)
 {
-	serve_conns_abort(srv);
-	serve_conns_free(srv);
+	serve_conns_free(srv); /* serve_process ended the calls */
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	pbx_env_fini(&srv->env);
