@@ -52,10 +52,13 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_PBX_OBJ := $(PBX_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_LOG_OBJ := $(LOG_SRC:%.c=$(BUILD)/asan/obj/%.o)
-# Server parts with no dependency but libpbx, unit-tested on their own.
-ASAN_UNIT_OBJ := $(ASAN_LOG_OBJ) $(BUILD)/asan/obj/src/serve/stage.o
+# Server parts with no dependency but libpbx (and the log), unit-tested
+# and fuzzed on their own: the stage runner and the door's parsers.
+PURE_SRC := $(wildcard src/serve/stage.c src/serve/rules.c \
+            src/serve/proxy_header.c src/serve/limits.c)
+ASAN_UNIT_OBJ := $(ASAN_LOG_OBJ) $(PURE_SRC:%.c=$(BUILD)/asan/obj/%.o)
 
-.PHONY: all run test asan unit lint format clean install bench
+.PHONY: all run test asan unit lint format clean install bench fuzz
 
 all: $(BUILD)/pbx $(BUILD)/libpbx.a
 
@@ -137,5 +140,8 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# libFuzzer targets (clang): make fuzz [FUZZ_SECONDS=N]
+-include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
