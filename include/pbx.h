@@ -95,16 +95,30 @@ enum {
 /*
  * Split "HOST:PORT", "[IPV6]:PORT" or ":PORT" into host and port. The port
  * is decimal 0-65535 with no sign, spaces or leading zeros ("0" is fine).
- * A bare IPv6 address must be bracketed. Returns 0 or -EINVAL, with err
- * (may be NULL) saying which part is wrong. Resolves nothing.
+ * HOST is one of:
+ * - an IPv4 address as a dotted quad: four decimals 0-255 with no leading
+ *   zeros, what inet_pton(AF_INET) accepts;
+ * - an IPv6 address (RFC 4291: what inet_pton(AF_INET6) accepts), always
+ *   in brackets, optionally with a scope, the name of an interface:
+ *   [fe80::1%lo];
+ * - a host name: letters, digits, '-', '_' and '.'.
+ * Text made only of digits, dots and 0x hex forms is an IPv4 address or
+ * nothing: 127.1, 0177.0.0.1, 0x7f.0.0.1, 0x7f000001, 2130706433 and
+ * 256.1.1.1 are refused ("is not a dotted-quad IPv4 address"), never left
+ * to the resolver, whose inet_aton would read most of them as 127.0.0.1.
+ * A name that starts with digits (3com, 1password.com) is a name.
+ * Returns 0 or -EINVAL, with err (may be NULL) saying which part is wrong.
+ * Resolves nothing.
  */
 int pbx_hostport_parse(const char *text, int flags, struct pbx_hostport *out,
     struct pbx_parse_error *err);
 
 /*
- * Parse a numeric IP address (no port), strictly: IPv4 must be four
- * decimal octets, IPv6 any RFC 4291 form, optionally with %scope. Returns
- * 0 or -EINVAL. The port of *out is set to port.
+ * Parse a numeric IP address (no port, no brackets), strictly: IPv4 must be
+ * a dotted quad (four decimals 0-255, no leading zeros: inet_pton, never
+ * inet_aton), IPv6 any RFC 4291 form, optionally with %IFNAME (an
+ * interface's name, not its number; its index becomes the scope id).
+ * Returns 0 or -EINVAL. The port of *out is set to port.
  */
 int pbx_addr_parse_ip(const char *ip, uint16_t port, struct pbx_addr *out);
 
@@ -115,7 +129,10 @@ enum {
 
 /*
  * Turn a host and port into up to max addresses, in the resolver's order.
- * A numeric host never reaches the resolver. With PBX_RESOLVE_PASSIVE, the
+ * A numeric host never reaches the resolver, nor does a host that is
+ * neither an IP address (pbx_addr_parse_ip) nor a name as
+ * pbx_hostport_parse accepts it (127.1, 0x7f000001): that is -EINVAL, as
+ * is a bracketed host that is not IPv6. With PBX_RESOLVE_PASSIVE, the
  * empty host gives "::" (a dual-stack listener) first and "0.0.0.0" second.
  * Without it, the empty host is -EINVAL. May block on DNS.
  * Returns the number of addresses (>= 1) or a negative code (PBX_EAI_*).
@@ -151,12 +168,18 @@ int pbx_addr_remote(int fd, struct pbx_addr *out);
 /* ------------------------------------------------------------------ */
 
 struct pbx_listen_opts {
-	int backlog;        /* <= 0: SOMAXCONN */
-	bool reuseport;     /* SO_REUSEPORT, for several listeners on a port */
-	bool v6only;        /* on "::": IPv6 only instead of dual-stack */
-	bool nonblock;      /* the listening socket is non-blocking */
-	bool bind_only;     /* bind, do not listen: reserve the port for
-			       workers that listen on it with reuseport */
+	int backlog;    /* <= 0: SOMAXCONN */
+	bool reuseport; /* SO_REUSEPORT, for several listeners on a port */
+	bool v6only;    /* on "::": IPv6 only instead of dual-stack */
+	bool nonblock;  /* the listening socket is non-blocking */
+	bool bind_only; /* bind, do not listen: reserve the port for
+			   workers that listen on it with reuseport */
+	/* TCP keepalive (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT) when
+	 * keepalive_idle_s > 0, and TCP_USER_TIMEOUT when user_timeout_ms
+	 * > 0. Set on the listener, Linux copies them into every accepted
+	 * socket: no call per connection. */
+	int keepalive_idle_s, keepalive_interval_s, keepalive_count;
+	unsigned user_timeout_ms;
 	pbx_trace_cb trace; /* may be NULL */
 	void *trace_arg;
 };
@@ -214,6 +237,13 @@ enum {
  * retried.
  */
 int pbx_accept(int listen_fd, struct pbx_addr *remote, int flags);
+
+/*
+ * How long a TCP socket has moved no data either way, from the kernel's
+ * own clock (TCP_INFO): what a server can still watch once a program has
+ * the socket. Returns 0 and sets *ms, or -errno.
+ */
+int pbx_sock_idle_ms(int fd, uint32_t *ms);
 
 /* Close with a reset instead of a FIN (SO_LINGER 0). Returns 0 or -errno. */
 int pbx_close_reset(int fd);

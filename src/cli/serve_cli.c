@@ -31,11 +31,29 @@ static const char serve_usage[] =
     "                       (the default); serial: one caller at a time;\n"
     "                       fork: a process per caller\n"
     "  -c, --max-conns N    at most N callers at once; at N, stop accepting until\n"
-    "                       one ends (1-1000000, default 100)\n"
+    "                       one ends (1-1000000; default 10000, fork: 500)\n"
     "  -b, --backlog N      listen backlog (1-65535, default 4096)\n"
     "  -w, --workers N      run N copies of the model (auto: one per CPU), each\n"
     "                       accepting on its own SO_REUSEPORT socket; a\n"
     "                       supervisor restarts any that dies\n"
+    "\n"
+    "Deadlines (SECONDS: a decimal like 2 or 0.5; 0 turns a limit off):\n"
+    "      --idle-timeout SECONDS\n"
+    "                       end a call that moved no byte either way for this\n"
+    "                       long (default 60; a program is stopped as below)\n"
+    "      --timeout SECONDS\n"
+    "                       end any call after this long in all (default 0: none)\n"
+    "      --kill-grace SECONDS\n"
+    "                       a program past a deadline gets SIGTERM, then SIGKILL\n"
+    "                       this much later (default 5)\n"
+    "      --keepalive IDLE,INTERVAL,COUNT|off\n"
+    "                       TCP keepalive probes: after IDLE seconds of silence,\n"
+    "                       every INTERVAL, COUNT times (default 60,10,6)\n"
+    "      --user-timeout SECONDS\n"
+    "                       TCP_USER_TIMEOUT: drop a peer that leaves sent data\n"
+    "                       unacknowledged this long (default 0: the kernel's)\n"
+    "\n"
+    "Output:\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
     "  -q, --quiet          errors only (and the listening line, which says\n"
     "                       the server is ready)\n"
@@ -48,7 +66,15 @@ static const char serve_usage[] =
     "SIGTERM or SIGINT stops the server (exit 0). Exit status: 0 stopped,\n"
     "1 could not listen (address in use, unknown host, ...), 2 bad usage.\n";
 
-enum { OPT_TRACE = 256, OPT_LOG_FORMAT };
+enum {
+	OPT_TRACE = 256,
+	OPT_LOG_FORMAT,
+	OPT_IDLE_TIMEOUT,
+	OPT_TIMEOUT,
+	OPT_KILL_GRACE,
+	OPT_KEEPALIVE,
+	OPT_USER_TIMEOUT,
+};
 
 static const struct option serve_options[] = {
     {"model", required_argument, NULL, 'm'},
@@ -59,6 +85,11 @@ static const struct option serve_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"user-timeout", required_argument, NULL, OPT_USER_TIMEOUT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -68,7 +99,88 @@ struct serve_cli {
 	enum log_level level;
 	bool trace;
 	enum log_format format;
+	bool max_conns_given; /* else the model's default */
 };
+
+/* The longest deadline: a week, well inside the clocks' 49 days. */
+#define DEADLINE_MAX_S 604800
+
+/* SECONDS, or 0 for "off". */
+static int
+deadline(const char *name, const char *arg, uint32_t *ms)
+{
+	int v;
+
+	if (strcmp(arg, "0") == 0) {
+		*ms = 0;
+		return 0;
+	}
+	if (!args_seconds(arg, DEADLINE_MAX_S, &v))
+		return cli_bad_value(name, arg,
+		    "expected seconds from 0 (off) to 604800, like 30 or 0.5");
+	*ms = (uint32_t)v;
+	return 0;
+}
+
+/* IDLE,INTERVAL,COUNT (within the kernel's bounds), or off. */
+static int
+keepalive(struct serve_opts *o, const char *arg)
+{
+	static const char expected[] =
+	    "expected IDLE,INTERVAL,COUNT (seconds 1-32767, seconds 1-32767, 1-127) or off";
+	char buf[64];
+	unsigned long v[3];
+
+	if (strcmp(arg, "off") == 0) {
+		o->keepalive_idle_s = 0;
+		return 0;
+	}
+	if (strlen(arg) >= sizeof buf)
+		return cli_bad_value("keepalive", arg, expected);
+	memcpy(buf, arg, strlen(arg) + 1);
+	char *rest = buf;
+	for (int i = 0; i < 3; i++) {
+		char *word = rest;
+		char *comma = strchr(rest, ',');
+		if ((comma == NULL) != (i == 2))
+			return cli_bad_value("keepalive", arg, expected);
+		if (comma != NULL) {
+			*comma = '\0';
+			rest = comma + 1;
+		}
+		if (!args_number(word, 1, i == 2 ? 127 : 32767, &v[i]))
+			return cli_bad_value("keepalive", arg, expected);
+	}
+	o->keepalive_idle_s = (int)v[0];
+	o->keepalive_interval_s = (int)v[1];
+	o->keepalive_count = (int)v[2];
+	return 0;
+}
+
+/* The deadline options. */
+static int
+parse_deadline(struct serve_cli *cli, int c, const char *arg)
+{
+	uint32_t ms;
+	int r;
+
+	switch (c) {
+	case OPT_IDLE_TIMEOUT:
+		return deadline("idle-timeout", arg, &cli->o.idle_ms);
+	case OPT_TIMEOUT:
+		return deadline("timeout", arg, &cli->o.total_ms);
+	case OPT_KILL_GRACE:
+		return deadline("kill-grace", arg, &cli->o.kill_grace_ms);
+	case OPT_KEEPALIVE:
+		return keepalive(&cli->o, arg);
+	case OPT_USER_TIMEOUT:
+		r = deadline("user-timeout", arg, &ms);
+		cli->o.user_timeout_ms = ms;
+		return r;
+	default:
+		return EXIT_USAGE;
+	}
+}
 
 static int
 parse_option(void *ctx, int c, const char *arg)
@@ -93,6 +205,7 @@ parse_option(void *ctx, int c, const char *arg)
 			return cli_bad_value("max-conns", arg,
 			    "expected a number from 1 to 1000000");
 		cli->o.max_conns = (unsigned)n;
+		cli->max_conns_given = true;
 		return 0;
 	case 'b':
 		if (!args_number(arg, 1, 65535, &n))
@@ -126,7 +239,7 @@ parse_option(void *ctx, int c, const char *arg)
 			    "log-format", arg, "expected text or json");
 		return 0;
 	default:
-		return EXIT_USAGE;
+		return parse_deadline(cli, c, arg);
 	}
 }
 
@@ -187,7 +300,15 @@ int
 cli_serve(int argc, char **argv)
 {
 	struct serve_cli cli = {
-	    .o = {.model = SERVE_EVENT, .max_conns = 100, .backlog = 4096},
+	    .o = {.model = SERVE_EVENT,
+		.backlog = 4096,
+		/* Facing the internet: a silent caller goes in a minute, a
+		 * vanished one in two, a program that will not stop in 5 s. */
+		.idle_ms = 60000,
+		.kill_grace_ms = 5000,
+		.keepalive_idle_s = 60,
+		.keepalive_interval_s = 10,
+		.keepalive_count = 6},
 	    .level = LOG_NORMAL,
 	};
 	static const struct args_cmd cmd = {
@@ -198,6 +319,9 @@ cli_serve(int argc, char **argv)
 	int r = args_parse(&cmd, dash, argv, &cli);
 	if (r != ARGS_GO_ON)
 		return r;
+	/* A process per caller costs far more than a record per caller. */
+	if (!cli.max_conns_given)
+		cli.o.max_conns = cli.o.model == SERVE_FORK ? 500 : 10000;
 	/* Every line from here on, usage errors included, in the format. */
 	log_init("serve", LOG_NORMAL, false, cli.format);
 	if (optind >= dash) {

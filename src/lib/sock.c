@@ -76,6 +76,30 @@ set_int_opt(int fd, int level, int name, int value)
 	return 0;
 }
 
+/* Keepalive and the user timeout, inherited by every accepted socket. */
+static int
+set_tcp_timers(int fd, const struct pbx_listen_opts *o)
+{
+	int r = 0;
+
+	if (o->keepalive_idle_s > 0) {
+		r = set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+		if (r == 0)
+			r = set_int_opt(
+			    fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive_idle_s);
+		if (r == 0 && o->keepalive_interval_s > 0)
+			r = set_int_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+			    o->keepalive_interval_s);
+		if (r == 0 && o->keepalive_count > 0)
+			r = set_int_opt(
+			    fd, IPPROTO_TCP, TCP_KEEPCNT, o->keepalive_count);
+	}
+	if (r == 0 && o->user_timeout_ms > 0)
+		r = set_int_opt(
+		    fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)o->user_timeout_ms);
+	return r;
+}
+
 int
 pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 {
@@ -96,6 +120,8 @@ pbx_listen(const struct pbx_addr *addr, const struct pbx_listen_opts *o)
 	/* Dual-stack unless asked otherwise, whatever the sysctl default. */
 	if (r == 0 && family == AF_INET6)
 		r = set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, o->v6only);
+	if (r == 0)
+		r = set_tcp_timers(fd, o);
 	if (r < 0)
 		return close_keep(fd, r);
 	r = pbx__bind(fd, addr, o->trace, o->trace_arg);
@@ -128,6 +154,21 @@ pbx_accept(int listen_fd, struct pbx_addr *remote, int flags)
 		if (errno != EINTR)
 			return -errno;
 	}
+}
+
+int
+pbx_sock_idle_ms(int fd, uint32_t *ms)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -errno;
+	/* The kernel counts both from the last data segment, in ms. */
+	*ms = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
+		  ? ti.tcpi_last_data_recv
+		  : ti.tcpi_last_data_sent;
+	return 0;
 }
 
 int

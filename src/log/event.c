@@ -68,6 +68,7 @@ static const char *const end_word[] = {
     [EVENT_END_TIMEOUT] = "timeout",
     [EVENT_END_ERROR] = "error",
     [EVENT_END_STOPPED] = "stopped",
+    [EVENT_END_IDLE] = "idle",
 };
 
 /* ---------------------------------------------------------------- */
@@ -247,9 +248,10 @@ put_fields(struct fields *fs, const struct event *ev)
 		field_u64(fs, "ms", ev->ms);
 	if (ev->kind == EVENT_END)
 		field_str(fs, "end",
-		    (unsigned)ev->end <= EVENT_END_STOPPED ? end_word[ev->end]
-							   : "error");
-	if (ev->err < 0 && ev->end != EVENT_END_STOPPED)
+		    (unsigned)ev->end <= EVENT_END_IDLE ? end_word[ev->end]
+							: "error");
+	if (ev->err < 0 && ev->end != EVENT_END_STOPPED &&
+	    ev->end != EVENT_END_IDLE)
 		field_str(fs, "error", pbx_strerror(ev->err));
 }
 
@@ -384,6 +386,8 @@ event_end_of(int err)
 		return EVENT_END_RESET;
 	case -ECANCELED: /* the server stopped: no error of the call's */
 		return EVENT_END_STOPPED;
+	case -ETIME: /* our idle timeout: no error of the call's either */
+		return EVENT_END_IDLE;
 	default:
 		return EVENT_END_ERROR;
 	}

@@ -59,7 +59,8 @@ enum event_kind {
 
 /*
  * How a connection ended (EVENT_END):
- * end=closed|reset|timeout|error|stopped (the server stopped first).
+ * end=closed|reset|timeout|error|stopped (the server stopped first)
+ * |idle (no byte either way for the idle timeout).
  */
 enum event_end {
 	EVENT_END_CLOSED,
@@ -67,6 +68,7 @@ enum event_end {
 	EVENT_END_TIMEOUT,
 	EVENT_END_ERROR,
 	EVENT_END_STOPPED,
+	EVENT_END_IDLE,
 };
 
 /*
@@ -113,7 +115,8 @@ void log_emit(const struct event *ev);
 
 /*
  * The end of a connection from its error code: 0 closed, -ETIMEDOUT
- * timeout, -ECONNRESET, -EPIPE or -ECONNABORTED reset, anything else error.
+ * timeout, -ETIME idle, -ECONNRESET, -EPIPE or -ECONNABORTED reset,
+ * -ECANCELED stopped, anything else error.
  */
 enum event_end event_end_of(int err);
 

@@ -9,9 +9,11 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,37 +127,164 @@ serve_conns_free(struct serve *srv)
 
 /* ---- the deadline ---- */
 
+int
+serve_expiry_err(enum serve_expiry why)
+{
+	switch (why) {
+	case SERVE_LIVE:
+		return 0;
+	case SERVE_IDLE:
+		return -ETIME; /* end=idle */
+	case SERVE_OVERDUE:
+		return -ETIMEDOUT; /* end=timeout */
+	}
+	return 0;
+}
+
+/* The earlier of two deadlines, 0 meaning none. */
+static uint32_t
+earliest(uint32_t a, uint32_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0 || a < b)
+		return a;
+	return b;
+}
+
+/*
+ * The deadline that applies now, in ms since started_ms (0: none): the
+ * phase's own (linger, a stage's limit, a program's grace) and the
+ * server's idle and total limits. A program being stopped has only its
+ * grace left.
+ */
+static uint32_t
+conn_due(const struct serve_conn *c)
+{
+	const struct serve_opts *o = c->srv->opts;
+	uint32_t due = c->due_ms;
+
+	if (c->expired != SERVE_LIVE)
+		return due;
+	due = earliest(due, o->total_ms);
+	if (o->idle_ms > 0)
+		due = earliest(due, c->active_ms + o->idle_ms);
+	return due;
+}
+
+/*
+ * Make sure the timer fires by the deadline. The heap is touched only
+ * when it would fire too late: activity moves the idle deadline later
+ * for free, and the timer re-arms itself when it finds it moved.
+ */
+static int
+conn_arm(struct serve_conn *c)
+{
+	uint32_t due = conn_due(c), now = conn_now(c);
+
+	if (due == 0)
+		return 0;
+	uint32_t ms = due > now ? due - now : 0;
+	uint64_t at = pbx_loop_now(c->srv->loop) + ms;
+	if (c->timer.slot != 0 && c->timer.due_ms <= at)
+		return 0;
+	return pbx_timer_start(c->srv->loop, &c->timer, ms);
+}
+
+/* The phase's own deadline, ms from now. */
+static int
+conn_set_deadline(struct serve_conn *c, uint32_t ms)
+{
+	c->due_ms = conn_now(c) + ms;
+	if (c->due_ms == 0)
+		c->due_ms = 1;
+	return conn_arm(c);
+}
+
+int
+conn_stage_deadline(struct serve_conn *c, uint32_t ms)
+{
+	return conn_set_deadline(c, ms);
+}
+
+/*
+ * A program has the socket, so its bytes pass us by: the kernel's count
+ * of how long the socket moved nothing stands in for our own.
+ */
+static void
+program_activity(struct serve_conn *c, uint32_t now)
+{
+	uint32_t idle;
+
+	if (c->u.prog.fd >= 0 && pbx_sock_idle_ms(c->u.prog.fd, &idle) == 0)
+		c->active_ms = now - (idle < now ? idle : now);
+}
+
+/* Which limit has passed (a stage's own counts as overdue). */
+static enum serve_expiry
+why_expired(const struct serve_conn *c, uint32_t now)
+{
+	const struct serve_opts *o = c->srv->opts;
+	bool idle = o->idle_ms > 0 && c->active_ms + o->idle_ms <= now;
+	bool total = o->total_ms > 0 && o->total_ms <= now;
+
+	return idle && !total ? SERVE_IDLE : SERVE_OVERDUE;
+}
+
+/*
+ * A program past its deadline is asked to stop (SIGTERM), then made to
+ * (SIGKILL) when its grace is over; its exit ends the call.
+ */
+static void
+program_expire(struct serve_conn *c, uint32_t now)
+{
+	const struct serve_opts *o = c->srv->opts;
+	pid_t pid = c->u.prog.pid;
+
+	if (c->expired == SERVE_LIVE) {
+		c->expired = (uint8_t)why_expired(c, now);
+		c->due_ms = 0;
+		if (o->kill_grace_ms > 0) {
+			log_trace("kill(%ld, SIGTERM)", (long)pid);
+			kill(pid, SIGTERM);
+			conn_set_deadline(c, o->kill_grace_ms);
+			return;
+		}
+	}
+	log_trace("kill(%ld, SIGKILL)", (long)pid);
+	kill(pid, SIGKILL);
+	c->due_ms = 0;
+	/* A process the program left behind may hold the socket too: the
+	 * caller's call ends now all the same. */
+	if (c->u.prog.fd >= 0)
+		shutdown(c->u.prog.fd, SHUT_RDWR);
+}
+
 static void
 on_deadline(struct pbx_loop *loop, struct pbx_timer *t)
 {
 	struct serve_conn *c = t->data;
 	uint32_t now = conn_now(c);
 
-	if (c->due_ms == 0)
+	if (c->phase == CONN_PROGRAM && c->expired == SERVE_LIVE)
+		program_activity(c, now);
+	uint32_t due = conn_due(c);
+	if (due == 0)
 		return;
-	if (now < c->due_ms) { /* moved later since the timer was set */
-		pbx_timer_start(loop, t, c->due_ms - now);
+	if (now < due) { /* moved later since the timer was set */
+		pbx_timer_start(loop, t, due - now);
+		return;
+	}
+	if (c->phase == CONN_PROGRAM) {
+		program_expire(c, now);
 		return;
 	}
 	/* A linger that ran out has drained enough: a clean end. */
-	conn_end(c, c->phase == CONN_LINGER ? 0 : -ETIMEDOUT);
-}
-
-/*
- * The connection's time is up ms from now. The heap is touched only when
- * the timer would fire too late; moving the deadline later is free.
- */
-static int
-conn_set_deadline(struct serve_conn *c, uint32_t ms)
-{
-	uint64_t due = pbx_loop_now(c->srv->loop) + ms;
-
-	c->due_ms = conn_now(c) + ms;
-	if (c->due_ms == 0)
-		c->due_ms = 1;
-	if (c->timer.slot != 0 && c->timer.due_ms <= due)
-		return 0;
-	return pbx_timer_start(c->srv->loop, &c->timer, ms);
+	if (c->phase == CONN_LINGER && c->due_ms != 0 && c->due_ms <= now) {
+		conn_end(c, 0);
+		return;
+	}
+	conn_end(c, serve_expiry_err(why_expired(c, now)));
 }
 
 /* ---- the stream's callbacks, one table for every connection ---- */
@@ -210,6 +339,7 @@ static void
 conn_content(struct serve_conn *c)
 {
 	c->phase = CONN_CONTENT;
+	c->due_ms = 0; /* a stage's limit was the stage's */
 	c->handled = true;
 	c->srv->opts->handler->start(c);
 }
@@ -273,6 +403,11 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 		conn_local(c, &local);
 		serve_emit_accept(remote, &local, 0);
 	}
+	int r = conn_arm(c);
+	if (r < 0) {
+		conn_end(c, r);
+		return;
+	}
 	conn_advance(c);
 }
 
@@ -304,6 +439,17 @@ emit_end(const struct serve_conn *c, int err)
 		    s->bytes_in, s->bytes_out, conn_now(c), err);
 }
 
+/* Our copy of a program's socket, kept only to watch it. */
+static void
+close_program_fd(struct serve_conn *c)
+{
+	if (c->u.prog.fd >= 0) {
+		log_trace("close(%d)", c->u.prog.fd);
+		close(c->u.prog.fd);
+		c->u.prog.fd = -1;
+	}
+}
+
 void
 conn_end(struct serve_conn *c, int err)
 {
@@ -318,6 +464,7 @@ conn_end(struct serve_conn *c, int err)
 	srv->live--;
 	serve_pause_accept(srv, srv->live >= srv->limit);
 	if (released) {
+		close_program_fd(c);
 		conn_recycle(c); /* the program had the socket */
 		return;
 	}
@@ -366,6 +513,8 @@ serve_conns_abort(struct serve *srv)
 			pbx_stream_close(&c->stream);
 			srv->live--;
 		}
+		if (c->phase == CONN_PROGRAM)
+			close_program_fd(c);
 		conn_recycle(c);
 	}
 }
@@ -409,6 +558,8 @@ conn_send(struct serve_conn *c, const void *buf, size_t len)
 	if (n != -EAGAIN)
 		log_trace(
 		    "write(%d, %zu bytes) = %zd", c->stream.io.fd, len, n);
+	if (n > 0)
+		c->active_ms = conn_now(c);
 	if (n == (ssize_t)len)
 		return 0;
 	if (n < 0 && n != -EAGAIN)
@@ -449,11 +600,21 @@ conn_give_to_program(struct serve_conn *c, pid_t pid)
 	log_trace("spawn(%s) = %ld", c->srv->opts->argv[0], (long)pid);
 	if (serve_emitting())
 		serve_emit_start(&c->remote, pid, c->srv->opts->argv[0]);
-	/* The program has the socket now; our copy would hold it open. */
+	c->phase = CONN_PROGRAM;
+	c->u.prog.pid = pid;
+	c->u.prog.fd = -1;
+	/*
+	 * The program has the socket now. Under a deadline our copy is kept
+	 * to see how long it has been idle and to end the call for sure
+	 * (so the call lasts until the program exits, not until it closes
+	 * its copies); else it goes.
+	 */
+	if (c->srv->opts->idle_ms > 0 || c->srv->opts->total_ms > 0) {
+		c->u.prog.fd = fd;
+		return;
+	}
 	log_trace("close(%d)", fd);
 	close(fd);
-	c->phase = CONN_PROGRAM;
-	c->u.pid = pid;
 }
 
 void
@@ -482,14 +643,14 @@ on_programs_ended(struct pbx_loop *loop, struct pbx_signal *s)
 		if (pid <= 0)
 			return;
 		struct serve_conn *c = srv->conns;
-		while (
-		    c != NULL && !(c->phase == CONN_PROGRAM && c->u.pid == pid))
+		while (c != NULL &&
+		       !(c->phase == CONN_PROGRAM && c->u.prog.pid == pid))
 			c = c->next;
 		if (c == NULL)
 			continue;
 		if (serve_emitting())
 			serve_emit_exit(&c->remote, pid, wstatus, conn_now(c));
-		conn_end(c, 0);
+		conn_end(c, serve_expiry_err(c->expired));
 	}
 }
 

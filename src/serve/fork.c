@@ -11,11 +11,28 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+/*
+ * The parent must know its children for the -v lines, and to stop a
+ * program that outlives its deadlines (a child that runs a handler
+ * keeps its own). Without either, it writes less memory between forks,
+ * and each page it writes after a fork is a copy-on-write fault.
+ */
+static bool
+tracks_children(const struct serve *srv)
+{
+	const struct serve_opts *o = srv->opts;
+
+	return serve_emitting() ||
+	       (serve_fast_become(srv) && (o->idle_ms || o->total_ms));
+}
+
 static int
-remember_child(struct serve *srv, pid_t pid, const struct pbx_addr *remote)
+remember_child(
+    struct serve *srv, pid_t pid, const struct pbx_addr *remote, int fd)
 {
 	if (srv->nchildren == srv->children_cap) {
 		size_t cap = srv->children_cap ? srv->children_cap * 2 : 16;
@@ -25,12 +42,112 @@ remember_child(struct serve *srv, pid_t pid, const struct pbx_addr *remote)
 		srv->children = t;
 		srv->children_cap = cap;
 	}
+	uint64_t now = pbx_loop_now(srv->loop);
 	srv->children[srv->nchildren++] = (struct serve_child){
 	    .pid = pid,
+	    .fd = fd,
 	    .remote = *remote,
-	    .started_ms = pbx_loop_now(srv->loop),
+	    .started_ms = now,
+	    .active_ms = now,
 	};
 	return 0;
+}
+
+/* ---- a program's deadlines, kept by the parent ---- */
+
+static uint64_t
+earliest(uint64_t a, uint64_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0 || a < b)
+		return a;
+	return b;
+}
+
+/* When the child's next deadline is, on the loop's clock (0: none). */
+static uint64_t
+child_due(const struct serve *srv, const struct serve_child *ch)
+{
+	const struct serve_opts *o = srv->opts;
+
+	/* A child that runs a handler keeps its deadlines itself. */
+	if (ch->fd < 0)
+		return 0;
+	if (ch->expired != SERVE_LIVE)
+		return ch->grace_ms;
+	uint64_t due = o->total_ms ? ch->started_ms + o->total_ms : 0;
+	if (o->idle_ms)
+		due = earliest(due, ch->active_ms + o->idle_ms);
+	return due;
+}
+
+/* The timer fires by the earliest deadline of any child. */
+static void
+arm_children(struct serve *srv)
+{
+	uint64_t due = 0, now = pbx_loop_now(srv->loop);
+
+	for (size_t i = 0; i < srv->nchildren; i++)
+		due = earliest(due, child_due(srv, &srv->children[i]));
+	if (due == 0)
+		return;
+	if (srv->child_timer.slot != 0 && srv->child_timer.due_ms <= due)
+		return;
+	pbx_timer_start(
+	    srv->loop, &srv->child_timer, due > now ? due - now : 0);
+}
+
+/* SIGTERM first, SIGKILL when the grace is over (or there is none). */
+static void
+stop_child(struct serve *srv, struct serve_child *ch, uint64_t now)
+{
+	const struct serve_opts *o = srv->opts;
+
+	if (ch->expired == SERVE_LIVE) {
+		bool total = o->total_ms && ch->started_ms + o->total_ms <= now;
+		ch->expired = total ? SERVE_OVERDUE : SERVE_IDLE;
+		if (o->kill_grace_ms > 0) {
+			log_trace("kill(%ld, SIGTERM)", (long)ch->pid);
+			kill(ch->pid, SIGTERM);
+			ch->grace_ms = now + o->kill_grace_ms;
+			return;
+		}
+	}
+	log_trace("kill(%ld, SIGKILL)", (long)ch->pid);
+	kill(ch->pid, SIGKILL);
+	ch->grace_ms = 0;
+	/* What the program left behind may hold the socket: end the call. */
+	if (ch->fd >= 0)
+		shutdown(ch->fd, SHUT_RDWR);
+}
+
+static void
+on_child_timer(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct serve *srv = t->data;
+	uint64_t now = pbx_loop_now(loop);
+	uint32_t idle;
+
+	for (size_t i = 0; i < srv->nchildren; i++) {
+		struct serve_child *ch = &srv->children[i];
+		/* The program has the socket: the kernel says how idle. */
+		if (ch->expired == SERVE_LIVE && ch->fd >= 0 &&
+		    pbx_sock_idle_ms(ch->fd, &idle) == 0)
+			ch->active_ms = now - (idle < now ? idle : now);
+		uint64_t due = child_due(srv, ch);
+		if (due != 0 && due <= now)
+			stop_child(srv, ch, now);
+	}
+	arm_children(srv);
+}
+
+static void
+forget_child(struct serve *srv, size_t i)
+{
+	if (srv->children[i].fd >= 0)
+		close(srv->children[i].fd);
+	srv->children[i] = srv->children[--srv->nchildren];
 }
 
 /*
@@ -45,7 +162,8 @@ emit_child_end(struct serve *srv, const struct serve_child *ch, int wstatus)
 
 	serve_emit_exit(&ch->remote, (long)ch->pid, wstatus, ms);
 	if (serve_fast_become(srv))
-		serve_emit_end(&ch->remote, false, 0, 0, ms, 0);
+		serve_emit_end(&ch->remote, false, 0, 0, ms,
+		    serve_expiry_err((enum serve_expiry)ch->expired));
 }
 
 /* SIGCHLD: signals coalesce, so reap until nothing is left. */
@@ -68,7 +186,7 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 				continue;
 			if (serve_emitting())
 				emit_child_end(srv, &srv->children[i], wstatus);
-			srv->children[i] = srv->children[--srv->nchildren];
+			forget_child(srv, i);
 			break;
 		}
 	}
@@ -130,6 +248,7 @@ static void
 fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
 	bool fast = serve_fast_become(srv);
+	bool keep = fast && (srv->opts->idle_ms || srv->opts->total_ms);
 
 	if (fast)
 		srv->opts->handler->prepare(srv, fd, remote);
@@ -141,25 +260,27 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 	} else {
 		log_trace("fork() = %ld", (long)pid);
 		srv->live++;
-		/*
-		 * Who a child serves matters only for the -v lines; without
-		 * -v the parent writes less memory between forks, and each
-		 * page it writes after a fork is a copy-on-write fault.
-		 */
-		if (serve_emitting()) {
-			remember_child(srv, pid, remote);
-			/* A child that becomes a program emits nothing. */
-			if (fast) {
-				emit_accept(srv, fd, remote, pid);
-				serve_emit_start(
-				    remote, (long)pid, srv->opts->argv[0]);
-			}
+		/* A child that becomes a program emits nothing. */
+		if (fast && serve_emitting()) {
+			emit_accept(srv, fd, remote, pid);
+			serve_emit_start(remote, (long)pid, srv->opts->argv[0]);
+		}
+		if (tracks_children(srv) &&
+		    remember_child(srv, pid, remote, keep ? fd : -1) == 0) {
+			if (keep)
+				fd = -1; /* the child's entry owns it now */
+			arm_children(srv);
 		}
 		serve_pause_accept(srv, srv->live >= srv->limit);
 	}
-	/* The paper's c.close() in the parent: the child has its own copy. */
-	log_trace("close(%d)", fd);
-	close(fd);
+	/*
+	 * The paper's c.close() in the parent: the child has its own copy.
+	 * A program's socket is kept instead when deadlines are watched.
+	 */
+	if (fd >= 0) {
+		log_trace("close(%d)", fd);
+		close(fd);
+	}
 }
 
 int
@@ -167,6 +288,8 @@ serve_fork_run(struct serve *srv)
 {
 	srv->sig_chld = (struct pbx_signal){
 	    .signo = SIGCHLD, .cb = on_sigchld, .data = srv};
+	srv->child_timer =
+	    (struct pbx_timer){.cb = on_child_timer, .data = srv};
 	int r = pbx_signal_start(srv->loop, &srv->sig_chld);
 	if (r < 0) {
 		log_error("watch signals: %s", pbx_strerror(r));

@@ -119,14 +119,35 @@ struct serve_opts {
 	unsigned workers;        /* 0: one process; N: a supervisor and N */
 	const struct serve_stage *const *stages; /* run in order; borrowed */
 	size_t nstages;
+	/* Deadlines in ms, 0 for none: no byte either way for idle_ms, or a
+	 * whole call longer than total_ms, ends it; a program then gets
+	 * SIGTERM, and SIGKILL kill_grace_ms later. */
+	uint32_t idle_ms, total_ms, kill_grace_ms;
+	/* Set on the listener, inherited by every accepted socket. */
+	int keepalive_idle_s, keepalive_interval_s, keepalive_count;
+	unsigned user_timeout_ms;
 };
 
 /* A child of the fork model, from fork to reaping. */
 struct serve_child {
 	pid_t pid;
+	int fd; /* owned: a program's socket, watched for idleness; or -1 */
 	struct pbx_addr remote;
-	uint64_t started_ms;
+	/* The loop's clock: when it began and last moved a byte, and the
+	 * end of its grace once told to stop (0: none left). */
+	uint64_t started_ms, active_ms, grace_ms;
+	int8_t expired; /* enum serve_expiry: why it was told to stop */
 };
+
+/* Why a deadline ended a call (the end event's reason). */
+enum serve_expiry {
+	SERVE_LIVE,    /* no deadline has passed */
+	SERVE_IDLE,    /* no byte either way for idle_ms: end=idle */
+	SERVE_OVERDUE, /* longer than total_ms (or a stage's): end=timeout */
+};
+
+/* The end event's error for a deadline: end=idle or end=timeout. */
+int serve_expiry_err(enum serve_expiry why);
 
 /* The running server: one per process. */
 struct serve {
@@ -137,6 +158,7 @@ struct serve {
 	struct pbx_io listen_io;
 	serve_take_fn take;            /* the model's dispatch */
 	struct pbx_timer accept_retry; /* resumes accepting after a pause */
+	struct pbx_timer child_timer;  /* fork: the children's deadlines */
 	struct pbx_addr local;
 	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
@@ -190,8 +212,12 @@ struct serve_conn {
 	uint8_t phase;       /* enum conn_phase */
 	uint8_t stage;       /* the next stage to run */
 	bool handled;        /* the handler started: its release runs */
+	uint8_t expired;     /* enum serve_expiry */
 	union {              /* the stage's or the handler's own state */
-		pid_t pid;   /* exec: the program */
+		struct {
+			pid_t pid; /* exec: the program */
+			int fd;    /* owned: its socket, kept to see idleness */
+		} prog;
 		void *ptr;
 	} u;
 };
@@ -256,6 +282,12 @@ void serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote);
 
 /* A waiting stage is done: go on from the next stage (or end). */
 void conn_resume(struct serve_conn *c, enum serve_verdict v);
+/*
+ * A stage's own limit (a header that must arrive in time): the call ends
+ * with end=timeout ms from now unless the stage passes first (passing
+ * clears it). Returns 0 or -errno.
+ */
+int conn_stage_deadline(struct serve_conn *c, uint32_t ms);
 
 /* Handler I/O. Reading delivers to handler->read until stopped. */
 int conn_read_start(struct serve_conn *c);

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SCRATCH_SIZE 65536
@@ -147,10 +148,15 @@ serve_listen_first(
 static int
 listen_first(struct serve *srv, const struct pbx_addr *addrs, int n)
 {
+	const struct serve_opts *o = srv->opts;
 	struct pbx_listen_opts lo = {
-	    .backlog = srv->opts->backlog,
+	    .backlog = o->backlog,
 	    .nonblock = true,
 	    .reuseport = srv->ready_fd >= 0, /* one worker among several */
+	    .keepalive_idle_s = o->keepalive_idle_s,
+	    .keepalive_interval_s = o->keepalive_interval_s,
+	    .keepalive_count = o->keepalive_count,
+	    .user_timeout_ms = o->user_timeout_ms,
 	    .trace = log_tracing() ? log_trace_cb : NULL,
 	};
 
@@ -228,6 +234,9 @@ serve_teardown(struct serve *srv)
 	pbx_env_fini(&srv->env);
 	free(srv->program);
 	free(srv->scratch);
+	for (size_t i = 0; i < srv->nchildren; i++)
+		if (srv->children[i].fd >= 0)
+			close(srv->children[i].fd);
 	free(srv->children);
 	pbx_loop_free(srv->loop);
 }
@@ -291,6 +300,23 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 	return r < 0 ? 1 : 0;
 }
 
+/*
+ * Room for max_conns callers: the soft fd limit is often 1024 while the
+ * hard one is far higher, so raise the soft one as far as needed (each
+ * caller is an fd, or two while a program's idleness is watched).
+ */
+static void
+raise_fd_limit(const struct serve_opts *o)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)o->max_conns * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int
 serve_run(const struct serve_opts *o)
 {
@@ -303,6 +329,7 @@ serve_run(const struct serve_opts *o)
 	/* An fd we were started with (a shell's leak) must not reach the
 	 * programs we run; marking them once spares a sweep per program. */
 	pbx_cloexec_from(3);
+	raise_fd_limit(o);
 
 	if (o->workers > 0)
 		return serve_workers_run(o);

@@ -126,9 +126,10 @@ def read_lines_until(fd, pattern, timeout=10):
     buf = b""
     deadline = time.monotonic() + timeout
     rx = re.compile(pattern)
+    poller = select.poll()  # select() fails on fds above 1023
+    poller.register(fd, select.POLLIN)
     while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if not r:
+        if not poller.poll(100):
             continue
         b = os.read(fd, 4096)
         if not b:
