@@ -7,7 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <math.h> /* isfinite */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,22 +29,66 @@ args_number(
 	return true;
 }
 
+/*
+ * DIGITS or DIGITS.DIGITS in [0, max], by hand: strtod would also take
+ * " 2", "+2", "0x2", "1e3", "inf" and "nan". The milliseconds are exact
+ * and rounded up, so that 0.0001 s does not become 0 ("no timeout").
+ */
+static bool
+decimal_ms(const char *text, double max, long long *ms)
+{
+	const char *p = text;
+	long long whole = 0, frac = 0, scale = 1000;
+	bool more = false; /* nonzero digits past the milliseconds */
+
+	if (!isdigit((unsigned char)*p))
+		return false;
+	for (; isdigit((unsigned char)*p); p++) {
+		whole = whole * 10 + (*p - '0');
+		if (whole > INT_MAX / 1000 || (double)whole > max)
+			return false;
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return false;
+		for (; isdigit((unsigned char)*p); p++) {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			} else if (*p != '0') {
+				more = true;
+			}
+		}
+	}
+	if (*p != '\0')
+		return false;
+	long long v = whole * 1000 + frac + (more ? 1 : 0);
+	if ((double)v > max * 1000.0 || v > INT_MAX)
+		return false;
+	*ms = v;
+	return true;
+}
+
 bool
 args_seconds(const char *text, double max, int *ms)
 {
-	char *end;
+	long long v;
 
-	if (!isdigit((unsigned char)text[0]) && text[0] != '.')
+	if (!decimal_ms(text, max, &v) || v == 0)
 		return false;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > max)
+	*ms = (int)v;
+	return true;
+}
+
+bool
+args_seconds_or_zero(const char *text, double max, int *ms)
+{
+	long long v;
+
+	if (!decimal_ms(text, max, &v))
 		return false;
-	/* Round up: 0.0001 s must not become "no timeout". */
-	double x = v * 1000.0;
-	*ms = (int)x;
-	if ((double)*ms < x)
-		(*ms)++;
+	*ms = (int)v;
 	return true;
 }
 

@@ -18,8 +18,16 @@ enum {
 bool args_number(
     const char *text, unsigned long min, unsigned long max, unsigned long *out);
 
-/* Seconds as "2" or "0.5" in (0, max]; the result in milliseconds. */
+/*
+ * Seconds as plain decimal digits with an optional fraction, "2", "0.5" or
+ * "010.250", in (0, max]; the result in milliseconds, rounded up. Nothing
+ * else: no sign, space, exponent, hex, inf or nan, no digitless side of the
+ * point (".5", "2."), no unit ("2s").
+ */
 bool args_seconds(const char *text, double max, int *ms);
+
+/* The same in [0, max]: "0" and "0.0" too. */
+bool args_seconds_or_zero(const char *text, double max, int *ms);
 
 /*
  * Parse an address argument; on error print

@@ -5,7 +5,6 @@
 #include "args.h"
 #include "cli.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -248,18 +247,9 @@ parse_secs(const char *what, const char *arg, uint64_t *ms_out)
 static int
 parse_warmup(const char *arg, uint64_t *ms_out)
 {
-	char *end;
 	int ms;
 
-	if (isdigit((unsigned char)arg[0]) || arg[0] == '.') {
-		errno = 0;
-		double v = strtod(arg, &end);
-		if (errno == 0 && *end == '\0' && v == 0) {
-			*ms_out = 0;
-			return 0;
-		}
-	}
-	if (!args_seconds(arg, 86400, &ms))
+	if (!args_seconds_or_zero(arg, 86400, &ms))
 		return cli_bad_value(
 		    "warmup", arg, "expected seconds, from 0 to 86400");
 	*ms_out = (uint64_t)ms;

@@ -57,13 +57,45 @@ parse_port(const char *s, size_t len, uint16_t *port, const char **reason)
 	return 0;
 }
 
+/* One label of a number as inet_aton reads it: decimal, octal or 0x hex. */
 static bool
-all_digits_and_dots(const char *s)
+numeric_label(const char *s, size_t len)
 {
-	for (; *s != '\0'; s++)
-		if (!isdigit((unsigned char)*s) && *s != '.')
+	size_t i = 0;
+
+	if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		for (i = 2; i < len; i++)
+			if (!isxdigit((unsigned char)s[i]))
+				return false;
+		return true;
+	}
+	for (; i < len; i++)
+		if (!isdigit((unsigned char)s[i]))
 			return false;
 	return true;
+}
+
+/*
+ * Text made only of labels of digits or 0x hex (empty ones too, as in
+ * "1..2" or "1.2.3.4."), with at least one digit: what inet_aton and so
+ * getaddrinfo, which falls back to it for names, may read as an IPv4
+ * number (127.1, 0177.0.0.1, 0x7f000001 and 2130706433 are 127.0.0.1).
+ * Such text is a dotted quad or nothing: never a name.
+ */
+static bool
+numeric_text(const char *s)
+{
+	bool digit = false;
+
+	for (const char *p = s;; p++) {
+		size_t len = strcspn(p, ".");
+		if (!numeric_label(p, len))
+			return false;
+		digit = digit || len > 0;
+		p += len;
+		if (*p == '\0')
+			return digit;
+	}
 }
 
 /* Host names: letters, digits, '-', '_' and '.', as DNS and /etc/hosts. */
@@ -78,6 +110,21 @@ valid_hostname(const char *s)
 			return false;
 	return true;
 }
+
+/*
+ * What the resolver may be asked about: a name, never a number. inet_aton
+ * is asked too, so that no form of its own (any it may learn) slips by.
+ */
+static bool
+is_name(const char *s)
+{
+	struct in_addr a;
+
+	return valid_hostname(s) && !numeric_text(s) && inet_aton(s, &a) == 0;
+}
+
+static const char not_dotted_quad[] =
+    "is not a dotted-quad IPv4 address (four decimals 0-255, no leading zeros)";
 
 static int
 check_host(
@@ -95,15 +142,17 @@ check_host(
 	if (strchr(host, ':') != NULL)
 		return parse_fail(
 		    err, "host", "is IPv6 and must be in brackets", off, len);
-	if (all_digits_and_dots(host)) {
+	if (numeric_text(host)) {
 		if (pbx_addr_parse_ip(host, 0, &a) != 0)
-			return parse_fail(err, "host",
-			    "is not a valid IPv4 address", off, len);
+			return parse_fail(
+			    err, "host", not_dotted_quad, off, len);
 		return 0;
 	}
 	if (!valid_hostname(host))
 		return parse_fail(
 		    err, "host", "is not a valid host name", off, len);
+	if (!is_name(host))
+		return parse_fail(err, "host", not_dotted_quad, off, len);
 	return 0;
 }
 
@@ -301,6 +350,10 @@ pbx_addr_resolve(
 	}
 	if (pbx_addr_parse_ip(hp->host, hp->port, out) == 0)
 		return 1;
+	/* As pbx_hostport_parse decides: a host that is not an IP address
+	 * is a name or nothing (127.1 is not 127.0.0.1). */
+	if (hp->bracketed || !is_name(hp->host))
+		return -EINVAL;
 	if (flags & PBX_RESOLVE_NUMERIC)
 		return PBX_EAI_NONAME;
 	return resolve_name(hp, out, max);

@@ -7,7 +7,7 @@ import shlex
 import socket
 import time
 
-from harness import GOLDEN, Skip, check, eq, match, test
+from harness import GOLDEN, Skip, base_env, check, eq, match, need_tool, short, test
 
 
 def load_golden(name):
@@ -284,3 +284,202 @@ def test_connect_quiet_errors_only(t):
     r = t.run_pbx(["connect", "-q", f"127.0.0.1:{port}"], stdin=None)
     eq(r.err_lines(), [f"pbx: connect: dial 127.0.0.1:{port}: Connection refused"], "stderr")
     eq(r.rc, 1, "exit status")
+
+
+# ---------------------------------------------------------------------------
+# Numeric hosts, one rule: a dotted quad (four decimals 0-255, no leading
+# zeros) or a bracketed IPv6 address; any other number is refused (exit 2)
+# before a resolver could read it. glibc's getaddrinfo falls back to
+# inet_aton for names, which reads 127.1, 0177.0.0.1, 0x7f.0.0.1,
+# 0x7f000001 and 2130706433 all as 127.0.0.1.
+# ---------------------------------------------------------------------------
+
+DOTTED = "is not a dotted-quad IPv4 address (four decimals 0-255, no leading zeros)"
+BAD_V6 = "is not a valid IPv6 address"
+BRACKETS = "is IPv6 and must be in brackets"
+
+NOT_DOTTED = ["256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "0x7f.1", "1", "127.1",
+              "0177.0.0.1", "0x7f000001", "0x7f.0.0.1", "0X7F.0.0.1", "2130706433",
+              "4294967295", "00", "1.2.3.4.", "1..2"]
+# Bracketed: an RFC 4291 address of exactly 128 bits, or nothing.
+NOT_V6 = [":::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8",
+          "1:2:3:4:5:6:7:1.2.3.4", "12345::1", "::ffff:0x7f.0.0.1", "::ffff:127.1",
+          "::ffff:01.2.3.4", "fe80::1%", "fe80::1%nosuchif0", "127.0.0.1", "127.1"]
+
+
+def address_places():
+    """Every argument that takes an address: (label, argv with {} for the
+    text, what the message calls it, whether a port is needed)."""
+    return [("serve", ["serve", "{}", "hello"], "address", True),
+            ("connect", ["connect", "{}"], "address", True),
+            ("connect-source", ["connect", "--source", "{}", "127.0.0.1:1"], "source", False),
+            ("connect-s", ["connect", "-s", "{}", "127.0.0.1:1"], "source", False),
+            ("bench", ["bench", "{}"], "address", True),
+            ("bench-source", ["bench", "--source", "{}", "127.0.0.1:1"], "source", False)]
+
+
+def refused_host_cases(only=None):
+    """(label, argv, the one stderr line) for every place (or only one) and
+    bad host."""
+    cases = []
+    for place, argv, what, port in address_places():
+        if only is not None and place != only:
+            continue
+        cmd = argv[0]
+        forms = [(h, h, DOTTED) for h in NOT_DOTTED]
+        forms += [(f"[{h}]", h, BAD_V6) for h in NOT_V6]
+        if port:  # without a port, the text splits at its last ':'
+            forms.append(("::ffff:127.0.0.1", "::ffff:127.0.0.1", BRACKETS))
+        for text, host, reason in forms:
+            if port:
+                text += ":0" if cmd == "serve" else ":80"
+            args = [text if a == "{}" else a for a in argv]
+            line = f"pbx: {cmd}: bad {what} '{text}': host '{host}' {reason}"
+            cases.append((f"{place}-{text}", args, line))
+    return cases
+
+
+@test(params=refused_host_cases())
+def test_numeric_host_refused(t, args, line):
+    r = t.run_pbx(args, stdin=None)
+    eq(r.err_lines(), [line], "stderr")
+    eq(r.out, b"", "stdout")
+    eq(r.rc, 2, "exit status")
+
+
+# What a resolver touches (glibc, static or not): the NSS and resolver
+# files, nscd's socket, the netlink query of AI_ADDRCONFIG and DNS on 53.
+RESOLVER_TRACES = ("/etc/hosts", "/etc/nsswitch.conf", "/etc/resolv.conf", "/etc/host.conf",
+                   "/etc/gai.conf", "/nscd/socket", "AF_NETLINK", "htons(53)")
+
+
+def strace_run(t, args, prefix=(), timeout=20):
+    """Run pbx ARGS under strace -f (file and network calls); returns the
+    result and the trace lines."""
+    strace = need_tool("strace", "strace")
+    log = os.path.join(t.tmpdir(), f"strace.{len(t.procs)}")
+    # LeakSanitizer cannot run under ptrace; the other checks still do.
+    asan = os.environ.get("ASAN_OPTIONS")
+    env = base_env(ASAN_OPTIONS=(asan + ":" if asan else "") + "detect_leaks=0")
+    r = t.run_pbx(args, stdin=None, timeout=timeout, env=env,
+                  prefix=list(prefix) + [strace, "-f", "-qq", "-o", log,
+                                         "-e", "trace=%file,%network"])
+    with open(log) as f:
+        trace = f.read().splitlines()
+    check(any("execve(" in l for l in trace), f"strace wrote no execve line: {trace[:3]}")
+    return r, trace
+
+
+@test(params=[place for place, _, _, _ in address_places()], timeout=120)
+def test_numeric_host_never_resolved(t, place):
+    # The proof that no resolver was asked: under strace, pbx opens none of
+    # the resolver's files, asks no netlink, dials no port 53, and binds,
+    # listens or connects nothing. test_digit_names_resolved shows that the
+    # same trace does see a resolver at work.
+    for label, args, line in refused_host_cases(place):
+        r, trace = strace_run(t, args)
+        eq((r.rc, r.err_lines()), (2, [line]), f"pbx {' '.join(args)}")
+        seen = [l for l in trace if any(s in l for s in RESOLVER_TRACES)]
+        check(not seen, f"pbx {' '.join(args)} consulted the resolver: {short(seen)}")
+        calls = [l for l in trace if re.search(r"\b(bind|listen|connect)\(", l)]
+        check(not calls, f"pbx {' '.join(args)} made socket calls: {short(calls)}")
+
+
+@test(params=[("connect-3com", ["connect", "3com:80"], "3com"),
+              ("serve-1password.com", ["serve", "1password.com:0", "hello"], "1password.com"),
+              ("bench-0xg", ["bench", "0xg:80"], "0xg"),
+              ("connect-source-1e3", ["connect", "--source", "1e3", "127.0.0.1:1"], "1e3"),
+              ("connect-0x7f.example", ["connect", "0x7f.example:80"], "0x7f.example")],
+      timeout=60)
+def test_digit_names_resolved(t, args, name):
+    # Names that start with digits or 0x but have letters beyond hex are
+    # names: the resolver is asked (here in a namespace whose DNS server
+    # does not answer) and its failure is a runtime error, exit 1.
+    ns = t.netns(hosts=HOSTS, resolv=NO_DNS)
+    r, trace = strace_run(t, args, prefix=ns.prefix, timeout=30)
+    lines = r.err_lines()
+    eq(len(lines), 1, f"stderr lines ({r.err!r})")
+    match(rf"pbx: {args[0]}: resolve {re.escape(name)}: \S.*", lines[0], "stderr")
+    eq(r.rc, 1, "exit status")
+    check(any("/etc/hosts" in l for l in trace),
+          f"the trace shows no look-up in /etc/hosts for {name}: {short(trace[-5:])}")
+
+
+@test(params=[("v4-mapped", "[::ffff:127.0.0.1]", "127.0.0.1"), ("ipv4", "127.0.0.1", "127.0.0.1")])
+def test_numeric_host_accepted(t, host, shown):
+    # The forms the rule keeps: a dotted quad, and IPv6 in brackets (a
+    # v4-mapped address is dialled as the IPv4 address it carries).
+    port = refused_port(t)
+    r = t.run_pbx(["connect", f"{host}:{port}"], stdin=None)
+    eq(r.err_lines(), [f"pbx: connect: dial {shown}:{port}: Connection refused"], "stderr")
+    eq(r.rc, 1, "exit status")
+
+
+@test()
+def test_scope_id_accepted(t):
+    # A scope is an interface's name, as documented: [fe80::1%lo] parses and
+    # reaches bind (lo has no fe80::1, so the kernel refuses the address).
+    r = t.run_pbx(["serve", "[fe80::1%lo]:0", "hello"], stdin=None)
+    eq(r.err_lines(), ["pbx: serve: listen [fe80::1%lo]:0: Cannot assign requested address"],
+       "stderr")
+    eq(r.rc, 1, "exit status")
+
+
+# ---------------------------------------------------------------------------
+# Seconds, one rule: DIGITS or DIGITS.DIGITS, nothing strtod alone would add
+# (sign, space, hex float, exponent, inf, nan), no unit, within the range.
+# ---------------------------------------------------------------------------
+
+BAD_SECONDS = ["0x2", "inf", "nan", "1e3", "-1", "+2", " 2", "2s", "", ".5", "2.", "INF",
+               "infinity", "NaN", "0x1p1", "1e-3", "2 ", "1,5", "1.2.3", "0..5", "86400.001",
+               "86401", "99999999999999999999", "0", "0.0", "00"]
+ZEROS = ("0", "0.0", "00")
+POSITIVE = "expected seconds, more than 0 and at most 86400"
+SECONDS_PLACES = [("connect-timeout", ["connect", "--connect-timeout", "{}", "127.0.0.1:1"],
+                   "connect-timeout", POSITIVE),
+                  ("t", ["connect", "-t", "{}", "127.0.0.1:1"], "connect-timeout", POSITIVE),
+                  ("duration", ["bench", "-d", "{}", "127.0.0.1:1"], "duration", POSITIVE),
+                  ("timeout", ["bench", "--timeout", "{}", "127.0.0.1:1"], "timeout", POSITIVE),
+                  ("warmup", ["bench", "--warmup", "{}", "127.0.0.1:1"], "warmup",
+                   "expected seconds, from 0 to 86400")]
+
+
+def bad_seconds_cases():
+    cases = []
+    for label, argv, what, expected in SECONDS_PLACES:
+        for v in BAD_SECONDS:
+            if what == "warmup" and v in ZEROS:
+                continue  # --warmup takes 0
+            args = [v if a == "{}" else a for a in argv]
+            cases.append((f"{label}={v!r}", args, f"pbx: {argv[0]}: bad {what} '{v}': {expected}"))
+    return cases
+
+
+@test(params=bad_seconds_cases())
+def test_seconds_refused(t, args, line):
+    r = t.run_pbx(args, stdin=None)
+    eq(r.err_lines(), [line], "stderr")
+    eq(r.out, b"", "stdout")
+    eq(r.rc, 2, "exit status")
+
+
+@test(params=["0.5", "2", "02", "2.250", "0.0001"])
+def test_connect_timeout_decimals_accepted(t, value):
+    port = refused_port(t)
+    r = t.run_pbx(["connect", "--connect-timeout", value, f"127.0.0.1:{port}"], stdin=None)
+    want = [f"pbx: connect: dial 127.0.0.1:{port}: Connection refused"]
+    # 0.0001 s is 1 ms (rounded up, never "no timeout"); it may expire first.
+    if value == "0.0001" and r.err_lines() != want:
+        want = [f"pbx: connect: dial 127.0.0.1:{port}: Connection timed out"]
+    eq(r.err_lines(), want, "stderr")
+    eq(r.rc, 1, "exit status")
+
+
+@test()
+def test_bench_seconds_decimals_accepted(t):
+    srv = t.serve("127.0.0.1:0", ["hello"])
+    r = t.run_pbx(["bench", "--json", "-d", "0.5", "--warmup", "0.000", "--timeout", "2",
+                   "-c", "2", f"127.0.0.1:{srv.port}"], stdin=None, timeout=20)
+    eq((r.rc, r.err), (0, ""), "exit status and stderr")
+    check(r.out.startswith(b"{"), f"no JSON report: {r.out[:80]!r}")
+    srv.stop()

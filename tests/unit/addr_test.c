@@ -38,6 +38,25 @@ static const struct hp_ok_case hp_ok_cases[] = {
     {"127.0.0.2:5000", PBX_PARSE_PORT_OPTIONAL, "127.0.0.2", 5000, true, false},
     {"[::1]", PBX_PARSE_PORT_OPTIONAL, "::1", 0, false, true},
     {"localhost", PBX_PARSE_PORT_OPTIONAL, "localhost", 0, false, false},
+    /* Names that start with digits or hex are names (letters beyond 0x). */
+    {"1password.com:443", 0, "1password.com", 443, true, false},
+    {"3com:80", 0, "3com", 80, true, false},
+    {"1e3:80", 0, "1e3", 80, true, false},
+    {"0xg:80", 0, "0xg", 80, true, false},
+    {"deadbeef:80", 0, "deadbeef", 80, true, false},
+    {"0x7f.example:80", 0, "0x7f.example", 80, true, false},
+    {"1.2.3.4a:80", 0, "1.2.3.4a", 80, true, false},
+    {"00x1:80", 0, "00x1", 80, true, false},
+    /* IPv6 forms, in brackets. */
+    {"[::ffff:127.0.0.1]:80", 0, "::ffff:127.0.0.1", 80, true, true},
+    {"[::1.2.3.4]:80", 0, "::1.2.3.4", 80, true, true},
+    {"[1:2:3:4:5:6:7::]:80", 0, "1:2:3:4:5:6:7::", 80, true, true},
+    {"[1:2:3:4:5:6:7:8]:80", 0, "1:2:3:4:5:6:7:8", 80, true, true},
+    {"[::1%lo]", PBX_PARSE_PORT_OPTIONAL, "::1%lo", 0, false, true},
+    /* Found by fuzz/addr_fuzz.c: a scope name on an address that is not
+     * link-local, which glibc's getaddrinfo refuses; pbx takes a scope on
+     * any IPv6 address, as documented, and never asks getaddrinfo. */
+    {"[fe0::1%lo]:80", 0, "fe0::1%lo", 80, true, true},
 };
 
 static void
@@ -71,6 +90,10 @@ test_addr_hostport_parse_valid(void)
 	}
 }
 
+/* The reason for every numeric host that is not a dotted quad. */
+#define DOTTED_QUAD                                                            \
+	"is not a dotted-quad IPv4 address (four decimals 0-255, no leading zeros)"
+
 struct hp_bad_case {
 	const char *text;
 	int flags;
@@ -101,10 +124,10 @@ static const struct hp_bad_case hp_bad_cases[] = {
     {"[::1:80", 0, "address", "has no closing bracket", 0, 7},
     {"[::1]", 0, "port", "is missing", 5, 0},
     {"[::1]x80", 0, "address", "has text after ']' that is not ':PORT'", 0, 8},
-    {"256.1.1.1:80", 0, "host", "is not a valid IPv4 address", 0, 9},
-    {"1.2.3:80", 0, "host", "is not a valid IPv4 address", 0, 5},
-    {"1.2.3.4.5:80", 0, "host", "is not a valid IPv4 address", 0, 9},
-    {"01.2.3.4:80", 0, "host", "is not a valid IPv4 address", 0, 8},
+    {"256.1.1.1:80", 0, "host", DOTTED_QUAD, 0, 9},
+    {"1.2.3:80", 0, "host", DOTTED_QUAD, 0, 5},
+    {"1.2.3.4.5:80", 0, "host", DOTTED_QUAD, 0, 9},
+    {"01.2.3.4:80", 0, "host", DOTTED_QUAD, 0, 8},
     {"[1::2::3]:80", 0, "host", "is not a valid IPv6 address", 1, 7},
     {"[1.2.3.4]:80", 0, "host", "is not a valid IPv6 address", 1, 7},
     {"a b:80", 0, "host", "is not a valid host name", 0, 3},
@@ -112,6 +135,49 @@ static const struct hp_bad_case hp_bad_cases[] = {
     {"127.0.0.2:x", PBX_PARSE_PORT_OPTIONAL, "port", "is not a number", 10, 1},
     {"127.0.0.2:65536", PBX_PARSE_PORT_OPTIONAL, "port",
 	"is out of range 0-65535", 10, 5},
+    /* Numbers in any other IPv4 form: inet_aton reads most of these as an
+     * address (127.1, 0x7f000001 as 127.0.0.1), so they never reach it. */
+    {"0x7f.1:80", 0, "host", DOTTED_QUAD, 0, 6},
+    {"1:80", 0, "host", DOTTED_QUAD, 0, 1},
+    {"127.1:80", 0, "host", DOTTED_QUAD, 0, 5},
+    {"0177.0.0.1:80", 0, "host", DOTTED_QUAD, 0, 10},
+    {"0x7f000001:9", 0, "host", DOTTED_QUAD, 0, 10},
+    {"0x7f.0.0.1:0", 0, "host", DOTTED_QUAD, 0, 10},
+    {"0X7F.0.0.1:0", 0, "host", DOTTED_QUAD, 0, 10},
+    {"2130706433:80", 0, "host", DOTTED_QUAD, 0, 10},
+    {"4294967295:80", 0, "host", DOTTED_QUAD, 0, 10},
+    {"0xffffffff:80", 0, "host", DOTTED_QUAD, 0, 10},
+    {"00:80", 0, "host", DOTTED_QUAD, 0, 2},
+    {"0x:80", 0, "host", DOTTED_QUAD, 0, 2},
+    {"1.2.3.04:80", 0, "host", DOTTED_QUAD, 0, 8},
+    {"08.1.1.1:80", 0, "host", DOTTED_QUAD, 0, 8},
+    {"1.2.3.4.:80", 0, "host", DOTTED_QUAD, 0, 8},
+    {"1..2:80", 0, "host", DOTTED_QUAD, 0, 4},
+    {".1:80", 0, "host", DOTTED_QUAD, 0, 2},
+    {"1.2.3.0x4:80", 0, "host", DOTTED_QUAD, 0, 9},
+    {"127.1", PBX_PARSE_PORT_OPTIONAL, "host", DOTTED_QUAD, 0, 5},
+    {"0x7f000001", PBX_PARSE_PORT_OPTIONAL, "host", DOTTED_QUAD, 0, 10},
+    /* IPv6: brackets always, RFC 4291 forms only, 128 bits exactly. */
+    {"[::1]", 0, "port", "is missing", 5, 0},
+    {"[::1]:", 0, "port", "is missing", 6, 0},
+    {"[]:80", 0, "host", "is empty", 1, 0},
+    {"[::1]]:80", 0, "address", "has text after ']' that is not ':PORT'", 0, 9},
+    {"::ffff:127.0.0.1:80", 0, "host", "is IPv6 and must be in brackets", 0,
+	16},
+    {"[:::]:80", 0, "host", "is not a valid IPv6 address", 1, 3},
+    {"[1:2:3:4:5:6:7:8:9]:80", 0, "host", "is not a valid IPv6 address", 1, 17},
+    {"[1:2:3:4:5:6:7:8::]:80", 0, "host", "is not a valid IPv6 address", 1, 17},
+    {"[::1:2:3:4:5:6:7:8]:80", 0, "host", "is not a valid IPv6 address", 1, 17},
+    {"[1:2:3:4:5:6:7:1.2.3.4]:80", 0, "host", "is not a valid IPv6 address", 1,
+	21},
+    {"[12345::1]:80", 0, "host", "is not a valid IPv6 address", 1, 8},
+    {"[::ffff:01.2.3.4]:80", 0, "host", "is not a valid IPv6 address", 1, 15},
+    {"[::ffff:1.2.3]:80", 0, "host", "is not a valid IPv6 address", 1, 12},
+    {"[::ffff:0x7f.0.0.1]:80", 0, "host", "is not a valid IPv6 address", 1, 17},
+    {"[fe80::1%]:80", 0, "host", "is not a valid IPv6 address", 1, 8},
+    {"[fe80::1%nosuchif0]:80", 0, "host", "is not a valid IPv6 address", 1, 17},
+    {"[127.0.0.1]:80", 0, "host", "is not a valid IPv6 address", 1, 9},
+    {"[localhost]:80", 0, "host", "is not a valid IPv6 address", 1, 9},
 };
 
 static void
@@ -154,8 +220,11 @@ test_addr_hostport_parse_error_message(void)
 	    {"::1:80", "host '::1' is IPv6 and must be in brackets"},
 	    {"a b:80", "host 'a b' is not a valid host name"},
 	    {"[::1:80", "address '[::1:80' has no closing bracket"},
-	    {"256.1.1.1:80", "host '256.1.1.1' is not a valid IPv4 address"},
 	    {"[1::2::3]:80", "host '1::2::3' is not a valid IPv6 address"},
+	    {"0x7f.0.0.1:0",
+		"host '0x7f.0.0.1' is not a dotted-quad IPv4 address (four decimals 0-255, no leading zeros)"},
+	    {"256.1.1.1:80",
+		"host '256.1.1.1' is not a dotted-quad IPv4 address (four decimals 0-255, no leading zeros)"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct pbx_hostport hp;
@@ -281,6 +350,20 @@ test_addr_parse_ip_invalid(void)
 	    "fe80::1%",
 	    "fe80::1%nosuchif0",
 	    "g::1",
+	    "1",
+	    "0x7f.1",
+	    "0177.0.0.1",
+	    "0x7f000001",
+	    "2130706433",
+	    "1.2.3.4.",
+	    "[::1]:80",
+	    ":::",
+	    "1:2:3:4:5:6:7:8::",
+	    "::1:2:3:4:5:6:7:8",
+	    "1:2:3:4:5:6:7:1.2.3.4",
+	    "::ffff:1.2.3.4.5",
+	    "::ffff:01.2.3.4",
+	    "1.2.3.4%lo",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct pbx_addr a;
@@ -383,6 +466,44 @@ test_addr_resolve_numeric_refuses_names(void)
 	int r = pbx_addr_resolve(&hp, PBX_RESOLVE_NUMERIC, out, 4);
 	CHECK(r < 0);
 	CHECK(pbx_strerror(r) != NULL);
+}
+
+/*
+ * A host built by hand that the parser would refuse never reaches the
+ * resolver: glibc's getaddrinfo reads 127.1 and 0x7f000001 as 127.0.0.1
+ * (success), so -EINVAL shows that it was not asked.
+ */
+static void
+test_addr_resolve_refuses_numbers(void)
+{
+	static const char *const bad[] = {"127.1", "0x7f000001", "0x7f.0.0.1",
+	    "0177.0.0.1", "2130706433", "1", "00", "1.2.3.4.", "256.1.1.1",
+	    "1.2.3.4 x", "1::2::3", "a b", ""};
+	static const int flags[] = {0, PBX_RESOLVE_NUMERIC, PBX_RESOLVE_PASSIVE,
+	    PBX_RESOLVE_NUMERIC | PBX_RESOLVE_PASSIVE};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+			if (bad[i][0] == '\0' &&
+			    (flags[f] & PBX_RESOLVE_PASSIVE))
+				continue; /* "" is every local address */
+			struct pbx_hostport hp = mkhp(bad[i], 80);
+			struct pbx_addr out[4];
+			int r = pbx_addr_resolve(&hp, flags[f], out, 4);
+			if (r != -EINVAL)
+				CHECK_FAILED("resolve(\"%s\", %d) = %d, want "
+					     "-EINVAL",
+				    bad[i], flags[f], r);
+		}
+	}
+	/* Brackets hold an IPv6 address, never a name. */
+	struct pbx_hostport hp = mkhp("localhost", 80);
+	hp.bracketed = true;
+	struct pbx_addr out[4];
+	CHECK_EQ(pbx_addr_resolve(&hp, 0, out, 4), -EINVAL);
+	/* A name that starts with a digit is still a name. */
+	hp = mkhp("3com", 80);
+	CHECK_EQ(
+	    pbx_addr_resolve(&hp, PBX_RESOLVE_NUMERIC, out, 4), PBX_EAI_NONAME);
 }
 
 /* "localhost" is in /etc/hosts: answered without a DNS query. */
@@ -623,7 +744,8 @@ CHECK_MAIN(TEST(test_addr_hostport_parse_valid),
     TEST(test_addr_resolve_passive_empty),
     TEST(test_addr_resolve_empty_not_passive),
     TEST(test_addr_resolve_numeric_refuses_names),
-    TEST(test_addr_resolve_localhost), TEST(test_addr_format_table),
-    TEST(test_addr_format_scope), TEST(test_addr_format_enospc),
-    TEST(test_addr_format_no_overflow), TEST(test_addr_port_family),
-    TEST(test_addr_is_any), TEST(test_addr_strerror))
+    TEST(test_addr_resolve_refuses_numbers), TEST(test_addr_resolve_localhost),
+    TEST(test_addr_format_table), TEST(test_addr_format_scope),
+    TEST(test_addr_format_enospc), TEST(test_addr_format_no_overflow),
+    TEST(test_addr_port_family), TEST(test_addr_is_any),
+    TEST(test_addr_strerror))
