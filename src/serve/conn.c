@@ -651,6 +651,7 @@ on_programs_ended(struct pbx_loop *loop, struct pbx_signal *s)
 		if (serve_emitting())
 			serve_emit_exit(&c->remote, pid, wstatus, conn_now(c));
 		conn_end(c, serve_expiry_err(c->expired));
+		serve_procs_freed(srv);
 	}
 }
 

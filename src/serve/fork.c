@@ -190,6 +190,7 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 			break;
 		}
 	}
+	serve_procs_freed(srv);
 	serve_pause_accept(srv, srv->live >= srv->limit);
 }
 
@@ -255,10 +256,18 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 	pid_t pid = fork();
 	if (pid == 0)
 		child_main(srv, fd, remote, fast);
+	if (pid < 0 && serve_is_out_of_procs(-errno)) {
+		/* Held, not dropped: it gets its child once one can be had. */
+		srv->held_fd = fd;
+		srv->held_remote = *remote;
+		serve_out_of_procs(srv, "fork", -errno);
+		return;
+	}
 	if (pid < 0) {
 		log_error("fork: %s", pbx_strerror(-errno));
 	} else {
 		log_trace("fork() = %ld", (long)pid);
+		serve_procs_back(srv);
 		srv->live++;
 		/* A child that becomes a program emits nothing. */
 		if (fast && serve_emitting()) {
@@ -283,9 +292,24 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 	}
 }
 
+/* Out of processes a moment ago: try the held caller again. */
+static void
+retry_held(struct serve *srv)
+{
+	int fd = srv->held_fd;
+
+	if (fd < 0) {
+		serve_procs_back(srv);
+		return;
+	}
+	srv->held_fd = -1;
+	fork_one(srv, fd, &srv->held_remote);
+}
+
 int
 serve_fork_run(struct serve *srv)
 {
+	srv->retry = retry_held;
 	srv->sig_chld = (struct pbx_signal){
 	    .signo = SIGCHLD, .cb = on_sigchld, .data = srv};
 	srv->child_timer =

@@ -163,7 +163,16 @@ struct serve {
 	unsigned live;     /* connections (or children) in progress */
 	uint64_t accepted; /* connections accepted since start */
 	bool starved;      /* out of fds (or memory) until accept says EAGAIN */
-	bool raw_accept;   /* accept blocking: the handler takes the socket */
+	/* Out of processes: callers are held (not accepted, or not yet
+	 * given their program) until a fork or spawn works again; retry
+	 * starts what is held, on a timer and when a program ends. */
+	bool no_procs;
+	bool procs_said; /* logged: the episode ends when accept catches up */
+	void (*retry)(struct serve *srv);
+	struct pbx_timer proc_retry;
+	int held_fd; /* fork: the caller waiting for a child, or -1 */
+	struct pbx_addr held_remote;
+	bool raw_accept; /* accept blocking: the handler takes the socket */
 
 	unsigned limit; /* stop accepting at this many */
 	bool in_child;  /* a fork-model child: it serves one connection */
@@ -263,7 +272,21 @@ int serve_event_run(struct serve *srv);
  */
 int serve_accept_loop(struct serve *srv, serve_take_fn take);
 int serve_accept_one(struct serve *srv, struct pbx_addr *remote);
+/* Stop or resume watching the listener (it stays off while no_procs). */
 void serve_pause_accept(struct serve *srv, bool pause);
+
+/*
+ * fork or posix_spawn failed for want of processes or memory (what:
+ * "fork", "run PROGRAM"): stop accepting and have srv->retry run in a
+ * moment, and when a program ends. One line per episode.
+ */
+void serve_out_of_procs(struct serve *srv, const char *what, int err);
+/* A fork or spawn worked: the episode is over, accepting resumes. */
+void serve_procs_back(struct serve *srv);
+/* A program or child ended: what is held may start now. */
+void serve_procs_freed(struct serve *srv);
+/* Whether err means out of processes or memory (worth a retry). */
+bool serve_is_out_of_procs(int err);
 
 /* True when a fork child may become the handler without running stages. */
 bool serve_fast_become(const struct serve *srv);

@@ -19,6 +19,7 @@ serve_pause_accept(struct serve *srv, bool pause)
 {
 	if (srv->listen_fd < 0)
 		return;
+	pause = pause || srv->no_procs;
 	if (pause)
 		pbx_io_stop(srv->loop, &srv->listen_io);
 	else if (srv->listen_io.events == 0)
@@ -53,6 +54,53 @@ back_off(struct serve *srv, int err)
 	pbx_timer_start(srv->loop, &srv->accept_retry, ACCEPT_RETRY_MS);
 }
 
+bool
+serve_is_out_of_procs(int err)
+{
+	return err == -EAGAIN || err == -ENOMEM;
+}
+
+static void
+on_proc_retry(struct pbx_loop *loop, struct pbx_timer *t)
+{
+	struct serve *srv = t->data;
+
+	(void)loop;
+	serve_procs_freed(srv);
+}
+
+void
+serve_out_of_procs(struct serve *srv, const char *what, int err)
+{
+	if (!srv->procs_said)
+		log_error(
+		    "%s: %s (out of processes: holding callers, retrying every %d ms)",
+		    what, pbx_strerror(err), ACCEPT_RETRY_MS);
+	srv->no_procs = true;
+	srv->procs_said = true;
+	serve_pause_accept(srv, true);
+	srv->proc_retry.cb = on_proc_retry;
+	srv->proc_retry.data = srv;
+	pbx_timer_start(srv->loop, &srv->proc_retry, ACCEPT_RETRY_MS);
+}
+
+void
+serve_procs_back(struct serve *srv)
+{
+	if (!srv->no_procs)
+		return;
+	srv->no_procs = false;
+	pbx_timer_stop(srv->loop, &srv->proc_retry);
+	serve_pause_accept(srv, srv->live >= srv->limit);
+}
+
+void
+serve_procs_freed(struct serve *srv)
+{
+	if (srv->no_procs && srv->retry != NULL)
+		srv->retry(srv);
+}
+
 int
 serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 {
@@ -81,9 +129,11 @@ serve_accept_one(struct serve *srv, struct pbx_addr *remote)
 		back_off(srv, fd);
 		break;
 	case -EAGAIN:
-		/* Caught up with every caller: an out-of-fds episode is over.
-		 */
+		/* Caught up with every caller: an out-of-fds episode is
+		 * over, and an out-of-processes one if nobody is held. */
 		srv->starved = false;
+		if (!srv->no_procs)
+			srv->procs_said = false;
 		break;
 	default:
 		/* A caller who left before we answered, or the like. */
@@ -100,7 +150,7 @@ on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 
 	(void)loop;
 	(void)events;
-	while (srv->live < srv->limit) {
+	while (srv->live < srv->limit && !srv->no_procs) {
 		int fd = serve_accept_one(srv, &remote);
 		if (fd < 0)
 			break;
@@ -229,6 +279,9 @@ static void
 serve_teardown(struct serve *srv)
 {
 	serve_conns_free(srv); /* serve_process ended the calls */
+	if (srv->held_fd >= 0)
+		close(srv->held_fd);
+	pbx_timer_stop(srv->loop, &srv->proc_retry);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	pbx_env_fini(&srv->env);
@@ -275,6 +328,7 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 {
 	struct serve srv = {.opts = o,
 	    .listen_fd = -1,
+	    .held_fd = -1,
 	    .ready_fd = ready_fd,
 	    .limit = o->max_conns,
 	    .raw_accept = (o->handler->flags & SERVE_HANDLER_RAW_SOCKET) &&

@@ -5,7 +5,8 @@ episode, and must serve again as soon as callers leave."""
 import os
 import time
 
-from harness import check, eq, exchange, need_tool, recv_exact, test
+import harness
+from harness import check, eq, exchange, need_tool, recv_all, recv_exact, test
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -73,3 +74,28 @@ def test_out_of_fds_every_call_answered(t):
     eq(len(os.listdir(f"/proc/{srv.pid}/fd")), fds_before, "server fds after the load")
     srv.stop()
     eq(srv.served, 2000, "connections the server counted")
+
+
+@test(params=["event", "fork"], timeout=60)
+def test_out_of_processes_holds_callers(t, model):
+    # RLIMIT_NPROC binds only an unprivileged user: pbx runs as nobody
+    # with room for about five processes, and 30 callers arrive at once.
+    # Each is held until a program can start (none is dropped), and the
+    # episode is one log line.
+    need_tool("setpriv", "util-linux")
+    need_tool("prlimit", "util-linux")
+    # The copy of pbx under test sits in a private directory: let nobody in.
+    os.chmod(os.path.dirname(harness.PBX), 0o755)
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+              "prlimit", "--nproc=6"]
+    srv = t.serve("127.0.0.1:0", ["--", "sh", "-c", "echo hi; exec sleep 0.3"],
+                  ["-m", model], prefix=prefix)
+    calls = [t.dial("127.0.0.1", srv.port) for _ in range(30)]
+    for i, c in enumerate(calls):
+        eq(recv_all(c, 20, f"call {i}"), b"hi\n", f"call {i}")
+    srv.stop()
+    eq(srv.served, 30, "connections the server counted")
+    lines = [x for x in srv.err_lines() if "out of processes" in x]
+    what = "fork" if model == "fork" else "run"
+    eq(lines, [f"pbx: serve: {what}: Resource temporarily unavailable (out of processes: "
+               "holding callers, retrying every 100 ms)"], "out-of-processes lines")

@@ -27,10 +27,33 @@ exec_setup(struct serve *srv)
 	return pbx_env_init(&srv->env, NULL);
 }
 
+static void exec_start(struct serve_conn *c);
+
+/* A caller held for want of processes, waiting for its program. */
+#define HELD_FD (-2)
+
+/* Start the programs of the callers held while out of processes. */
+static void
+exec_retry(struct serve *srv)
+{
+	struct serve_conn *next;
+
+	for (struct serve_conn *c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->phase != CONN_CONTENT || c->u.prog.fd != HELD_FD)
+			continue;
+		exec_start(c);
+		if (srv->no_procs)
+			return; /* still out: the timer comes back */
+	}
+	serve_procs_back(srv);
+}
+
 /* Programs' ends come back to the loop that started them. */
 static int
 exec_attach(struct serve *srv)
 {
+	srv->retry = exec_retry;
 	return serve_watch_programs(srv);
 }
 
@@ -85,10 +108,17 @@ exec_start(struct serve_conn *c)
 	pbx_env_set_tcp(&srv->env, &local, &c->remote);
 	struct pbx_spawn_opts o = program_opts(srv, conn_fd(c));
 	pid_t pid = pbx_spawn(&o);
+	if (pid < 0 && serve_is_out_of_procs(pid)) {
+		/* Held, not dropped: the program starts once it can. */
+		c->u.prog.fd = HELD_FD;
+		serve_out_of_procs(srv, "run", pid);
+		return;
+	}
 	if (pid < 0) {
 		conn_program_failed(c, pid);
 		return;
 	}
+	serve_procs_back(srv);
 	conn_give_to_program(c, pid);
 }
 
