@@ -770,13 +770,26 @@ struct pbx_env {
 			 from base stay borrowed: a later setenv may free them */
 	char *slots;  /* owned: storage for the five variables */
 	size_t count; /* entries in envp before the terminating NULL */
+	size_t nbase; /* of them, taken from base (before PROTO) */
+	char **base;  /* owned array of those nbase borrowed entries */
 };
+
+/* The most variables pbx_env_set_vars adds to one program's start. */
+#define PBX_ENV_VARS_MAX 80
 
 /* Build from base (e.g. environ). Returns 0 or -ENOMEM. */
 int pbx_env_init(struct pbx_env *env, char *const *base);
 /* Set the five UCSPI variables for one connection. */
 void pbx_env_set_tcp(struct pbx_env *env, const struct pbx_addr *local,
     const struct pbx_addr *remote);
+/*
+ * Add n variables ("NAME=value", borrowed until the next call or fini)
+ * for the next start, replacing any of the same name taken from base;
+ * PROTO and the TCP* variables are the connection's and are never
+ * replaced (such entries are dropped). n = 0 restores the plain
+ * environment. At most PBX_ENV_VARS_MAX; returns 0 or -E2BIG.
+ */
+int pbx_env_set_vars(struct pbx_env *env, const char *const *vars, size_t n);
 void pbx_env_fini(struct pbx_env *env);
 
 enum pbx_fd_layout {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,30 +33,69 @@ is_stale(const char *var)
 	return false;
 }
 
+/* Whether var ("NAME=...") names one of vars. */
+static bool
+is_named(const char *var, const char *const *vars, size_t n)
+{
+	const char *eq = strchr(var, '=');
+	size_t len = eq != NULL ? (size_t)(eq - var) + 1 : strlen(var);
+
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(var, vars[i], len) == 0)
+			return true;
+	return false;
+}
+
+/* envp: the kept base entries but those in vars, PROTO, slots, vars. */
+static void
+env_build(struct pbx_env *env, const char *const *vars, size_t n)
+{
+	static char proto[] = "PROTO=TCP";
+	size_t k = 0;
+
+	for (size_t i = 0; i < env->nbase; i++)
+		if (!is_named(env->base[i], vars, n))
+			env->envp[k++] = env->base[i];
+	env->envp[k++] = proto;
+	for (int s = 0; s < NSLOTS; s++)
+		env->envp[k++] = env->slots + s * SLOT_SIZE;
+	for (size_t i = 0; i < n; i++)
+		if (!is_stale(vars[i]))
+			env->envp[k++] = (char *)(uintptr_t)vars[i];
+	env->envp[k] = NULL;
+	env->count = k;
+}
+
 int
 pbx_env_init(struct pbx_env *env, char *const *base)
 {
-	static char proto[] = "PROTO=TCP";
-	size_t n = 0, kept = 0;
+	size_t n = 0;
 
 	if (base == NULL)
 		base = environ;
 	while (base[n] != NULL)
 		n++;
-	env->envp = calloc(n + NSLOTS + 2, sizeof *env->envp);
+	*env = (struct pbx_env){0};
+	env->envp = calloc(n + NSLOTS + 2 + PBX_ENV_VARS_MAX, sizeof *env->envp);
+	env->base = calloc(n + 1, sizeof *env->base);
 	env->slots = calloc(NSLOTS, SLOT_SIZE);
-	if (env->envp == NULL || env->slots == NULL) {
+	if (env->envp == NULL || env->base == NULL || env->slots == NULL) {
 		pbx_env_fini(env);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!is_stale(base[i]))
-			env->envp[kept++] = base[i];
-	env->envp[kept++] = proto;
-	for (int s = 0; s < NSLOTS; s++)
-		env->envp[kept++] = env->slots + s * SLOT_SIZE;
-	env->envp[kept] = NULL;
-	env->count = kept;
+			env->base[env->nbase++] = base[i];
+	env_build(env, NULL, 0);
+	return 0;
+}
+
+int
+pbx_env_set_vars(struct pbx_env *env, const char *const *vars, size_t n)
+{
+	if (n > PBX_ENV_VARS_MAX)
+		return -E2BIG;
+	env_build(env, vars, n);
 	return 0;
 }
 
@@ -81,10 +121,9 @@ void
 pbx_env_fini(struct pbx_env *env)
 {
 	free(env->envp);
+	free(env->base);
 	free(env->slots);
-	env->envp = NULL;
-	env->slots = NULL;
-	env->count = 0;
+	*env = (struct pbx_env){0};
 }
 
 /* The fds the socket goes to, per layout. */

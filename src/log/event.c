@@ -56,6 +56,8 @@ static const char *const kind_word[] = {
     [EVENT_EXIT] = "exit",
     [EVENT_END] = "end",
     [EVENT_CONNECTED] = "connected",
+    [EVENT_DENY] = "deny",
+    [EVENT_REJECT] = "reject",
     [EVENT_STOP] = "stop",
     [EVENT_ERROR] = "error",
     [EVENT_NOTICE] = "notice",
@@ -230,6 +232,8 @@ put_fields(struct fields *fs, const struct event *ev)
 {
 	if (ev->remote != NULL)
 		field_addr(fs, "remote", ev->remote);
+	if (ev->via != NULL)
+		field_addr(fs, "via", ev->via);
 	if (ev->local != NULL)
 		field_addr(fs, "local", ev->local);
 	if (ev->pid != 0)
@@ -253,6 +257,12 @@ put_fields(struct fields *fs, const struct event *ev)
 	if (ev->err < 0 && ev->end != EVENT_END_STOPPED &&
 	    ev->end != EVENT_END_IDLE)
 		field_str(fs, "error", pbx_strerror(ev->err));
+	if (ev->reason != NULL)
+		field_str(fs, "reason", ev->reason);
+	if (ev->rule != 0)
+		field_long(fs, "rule", (long)ev->rule);
+	if (ev->kind == EVENT_REJECT && ev->count != 0)
+		field_u64(fs, "count", ev->count);
 }
 
 /* ---------------------------------------------------------------- */
@@ -305,6 +315,8 @@ put_text(struct line *l, const struct event *ev)
 	case EVENT_EXIT:
 	case EVENT_END:
 	case EVENT_CONNECTED:
+	case EVENT_DENY:
+	case EVENT_REJECT:
 		putf(l, "pbx: %s", kind_word[ev->kind]);
 		put_fields(&fs, ev);
 		return;

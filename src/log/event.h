@@ -7,8 +7,8 @@
  *
  * Fields, in this one order in both formats (a field is shown only when
  * set, and each kind sets the ones listed beside it):
- *   event cmd remote local pid program in out status|signal ms end error
- *   count message
+ *   event cmd remote via local pid program in out status|signal ms end
+ *   error reason rule count message
  * Text: "pbx: WORD key=value ...". A string value that is empty or holds a
  * space, '"', '\\', '=' or a control byte is written in double quotes,
  * with '"' and '\\' escaped as \" and \\ and control bytes as \xNN.
@@ -44,6 +44,11 @@ enum event_kind {
 	EVENT_END,
 	/* pbx connect reached its peer: remote, local. */
 	EVENT_CONNECTED,
+	/* Refused by the access rules: remote, [via], local, [rule]. */
+	EVENT_DENY,
+	/* Over a limit, or a bad PROXY header: remote, [via], local,
+	 * reason, [count]. */
+	EVENT_REJECT,
 	/* The server stops: count. Text: "pbx: served N connections". */
 	EVENT_STOP,
 	/*
@@ -78,6 +83,7 @@ enum event_end {
 struct event {
 	enum event_kind kind;
 	const struct pbx_addr *remote; /* NULL: not shown */
+	const struct pbx_addr *via;    /* the PROXY sender; NULL: none */
 	const struct pbx_addr *local;  /* NULL: not shown */
 	long pid;                      /* 0: not shown */
 	bool has_bytes;                /* in= and out= shown */
@@ -90,7 +96,10 @@ struct event {
 	enum event_end end;            /* EVENT_END only */
 	int err;                       /* -errno or 0: error=pbx_strerror() */
 	const char *program;           /* NULL: not shown (EVENT_START) */
-	uint64_t count;                /* EVENT_STOP: connections served */
+	const char *reason;            /* EVENT_REJECT: why */
+	unsigned rule;                 /* EVENT_DENY: its line; 0: none */
+	uint64_t count;                /* EVENT_STOP: connections served;
+					  EVENT_REJECT: the live count */
 	const char *cmd;     /* EVENT_ERROR: "serve", "connect", ... */
 	const char *message; /* EVENT_ERROR, _NOTICE, _TRACE */
 };

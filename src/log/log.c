@@ -125,6 +125,8 @@ wanted(const struct event *ev)
 	case EVENT_EXIT:
 	case EVENT_END:
 	case EVENT_CONNECTED:
+	case EVENT_DENY:
+	case EVENT_REJECT:
 		return log_lvl >= LOG_VERBOSE;
 	}
 	return false;
