@@ -76,7 +76,8 @@ pbx_env_init(struct pbx_env *env, char *const *base)
 	while (base[n] != NULL)
 		n++;
 	*env = (struct pbx_env){0};
-	env->envp = calloc(n + NSLOTS + 2 + PBX_ENV_VARS_MAX, sizeof *env->envp);
+	env->envp =
+	    calloc(n + NSLOTS + 2 + PBX_ENV_VARS_MAX, sizeof *env->envp);
 	env->base = calloc(n + 1, sizeof *env->base);
 	env->slots = calloc(NSLOTS, SLOT_SIZE);
 	if (env->envp == NULL || env->base == NULL || env->slots == NULL) {
