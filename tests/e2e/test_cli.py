@@ -432,7 +432,7 @@ def test_scope_id_accepted(t):
 
 BAD_SECONDS = ["0x2", "inf", "nan", "1e3", "-1", "+2", " 2", "2s", "", ".5", "2.", "INF",
                "infinity", "NaN", "0x1p1", "1e-3", "2 ", "1,5", "1.2.3", "0..5", "86400.001",
-               "86401", "99999999999999999999", "0", "0.0", "00"]
+               "86401", "99999999999999999999", "1e99", "10q", "0", "0.0", "00"]
 ZEROS = ("0", "0.0", "00")
 POSITIVE = "expected seconds, more than 0 and at most 86400"
 SECONDS_PLACES = [("connect-timeout", ["connect", "--connect-timeout", "{}", "127.0.0.1:1"],
