@@ -4,6 +4,7 @@
 #include "../serve/serve.h"
 #include "args.h"
 #include "cli.h"
+#include "serve_guard.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -53,6 +54,19 @@ static const char serve_usage[] =
     "                       TCP_USER_TIMEOUT: drop a peer that leaves sent data\n"
     "                       unacknowledged this long (default 0: the kernel's)\n"
     "\n"
+    "The door (checked on the caller's real address, before a byte is read):\n"
+    "      --rules FILE     access rules, one per line: CIDR allow|deny [VAR=value\n"
+    "                       ...]; the longest prefix decides, a caller no rule\n"
+    "                       covers is denied, VARs go to the program; read again\n"
+    "                       on SIGHUP (a file that does not parse is not taken)\n"
+    "      --max-per-ip N   at most N calls at once from one address (default 0:\n"
+    "                       no limit); TCPCONCURRENCY tells a program the count\n"
+    "      --per-ip-prefix V4,V6\n"
+    "                       count per network instead: IPv4 /V4, IPv6 /V6\n"
+    "                       (default 32,128: per address)\n"
+    "      --reject-message TEXT\n"
+    "                       sent (with a newline) to a caller over the limit\n"
+    "\n"
     "Output:\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
     "  -q, --quiet          errors only (and the listening line, which says\n"
@@ -66,15 +80,7 @@ static const char serve_usage[] =
     "SIGTERM or SIGINT stops the server (exit 0). Exit status: 0 stopped,\n"
     "1 could not listen (address in use, unknown host, ...), 2 bad usage.\n";
 
-enum {
-	OPT_TRACE = 256,
-	OPT_LOG_FORMAT,
-	OPT_IDLE_TIMEOUT,
-	OPT_TIMEOUT,
-	OPT_KILL_GRACE,
-	OPT_KEEPALIVE,
-	OPT_USER_TIMEOUT,
-};
+enum { OPT_TRACE = 256, OPT_LOG_FORMAT };
 
 static const struct option serve_options[] = {
     {"model", required_argument, NULL, 'm'},
@@ -85,11 +91,7 @@ static const struct option serve_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
-    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
-    {"user-timeout", required_argument, NULL, OPT_USER_TIMEOUT},
+    SERVE_GUARD_OPTIONS,
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -101,86 +103,6 @@ struct serve_cli {
 	enum log_format format;
 	bool max_conns_given; /* else the model's default */
 };
-
-/* The longest deadline: a week, well inside the clocks' 49 days. */
-#define DEADLINE_MAX_S 604800
-
-/* SECONDS, or 0 for "off". */
-static int
-deadline(const char *name, const char *arg, uint32_t *ms)
-{
-	int v;
-
-	if (strcmp(arg, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	if (!args_seconds(arg, DEADLINE_MAX_S, &v))
-		return cli_bad_value(name, arg,
-		    "expected seconds from 0 (off) to 604800, like 30 or 0.5");
-	*ms = (uint32_t)v;
-	return 0;
-}
-
-/* IDLE,INTERVAL,COUNT (within the kernel's bounds), or off. */
-static int
-keepalive(struct serve_opts *o, const char *arg)
-{
-	static const char expected[] =
-	    "expected IDLE,INTERVAL,COUNT (seconds 1-32767, seconds 1-32767, 1-127) or off";
-	char buf[64];
-	unsigned long v[3];
-
-	if (strcmp(arg, "off") == 0) {
-		o->keepalive_idle_s = 0;
-		return 0;
-	}
-	if (strlen(arg) >= sizeof buf)
-		return cli_bad_value("keepalive", arg, expected);
-	memcpy(buf, arg, strlen(arg) + 1);
-	char *rest = buf;
-	for (int i = 0; i < 3; i++) {
-		char *word = rest;
-		char *comma = strchr(rest, ',');
-		if ((comma == NULL) != (i == 2))
-			return cli_bad_value("keepalive", arg, expected);
-		if (comma != NULL) {
-			*comma = '\0';
-			rest = comma + 1;
-		}
-		if (!args_number(word, 1, i == 2 ? 127 : 32767, &v[i]))
-			return cli_bad_value("keepalive", arg, expected);
-	}
-	o->keepalive_idle_s = (int)v[0];
-	o->keepalive_interval_s = (int)v[1];
-	o->keepalive_count = (int)v[2];
-	return 0;
-}
-
-/* The deadline options. */
-static int
-parse_deadline(struct serve_cli *cli, int c, const char *arg)
-{
-	uint32_t ms;
-	int r;
-
-	switch (c) {
-	case OPT_IDLE_TIMEOUT:
-		return deadline("idle-timeout", arg, &cli->o.idle_ms);
-	case OPT_TIMEOUT:
-		return deadline("timeout", arg, &cli->o.total_ms);
-	case OPT_KILL_GRACE:
-		return deadline("kill-grace", arg, &cli->o.kill_grace_ms);
-	case OPT_KEEPALIVE:
-		return keepalive(&cli->o, arg);
-	case OPT_USER_TIMEOUT:
-		r = deadline("user-timeout", arg, &ms);
-		cli->o.user_timeout_ms = ms;
-		return r;
-	default:
-		return EXIT_USAGE;
-	}
-}
 
 static int
 parse_option(void *ctx, int c, const char *arg)
@@ -239,7 +161,7 @@ parse_option(void *ctx, int c, const char *arg)
 			    "log-format", arg, "expected text or json");
 		return 0;
 	default:
-		return parse_deadline(cli, c, arg);
+		return serve_guard_option(&cli->o, c, arg);
 	}
 }
 
@@ -300,20 +222,13 @@ int
 cli_serve(int argc, char **argv)
 {
 	struct serve_cli cli = {
-	    .o = {.model = SERVE_EVENT,
-		.backlog = 4096,
-		/* Facing the internet: a silent caller goes in a minute, a
-		 * vanished one in two, a program that will not stop in 5 s. */
-		.idle_ms = 60000,
-		.kill_grace_ms = 5000,
-		.keepalive_idle_s = 60,
-		.keepalive_interval_s = 10,
-		.keepalive_count = 6},
+	    .o = {.model = SERVE_EVENT, .backlog = 4096},
 	    .level = LOG_NORMAL,
 	};
 	static const struct args_cmd cmd = {
 	    "serve", serve_usage, ":m:c:b:w:vqh", serve_options, parse_option};
 
+	serve_guard_defaults(&cli.o);
 	log_init("serve", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int dash = cli_find_dashes(argc, argv);
 	int r = args_parse(&cmd, dash, argv, &cli);
@@ -334,8 +249,12 @@ cli_serve(int argc, char **argv)
 	r = parse_handler(&cli, dash - optind - 1, argv + optind + 1,
 	    dash < argc ? argc - dash - 1 : 0,
 	    dash < argc ? argv + dash + 1 : NULL);
+	if (r == 0)
+		r = serve_guard_check(&cli.o);
 	if (r != 0)
 		return r;
 	log_init("serve", cli.level, cli.trace, cli.format);
-	return serve_run(&cli.o) == 0 ? EXIT_OK : EXIT_RUNTIME;
+	r = serve_run(&cli.o) == 0 ? EXIT_OK : EXIT_RUNTIME;
+	serve_guard_fini(&cli.o);
+	return r;
 }

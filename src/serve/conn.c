@@ -384,8 +384,13 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
 	struct serve_conn *c = conn_get(srv);
 
+	/* The door counted it at accept (a fork child's is the parent's). */
+	bool counted = srv->limits != NULL && !srv->in_child;
+
 	if (c == NULL) {
 		log_error("accept: %s", pbx_strerror(-ENOMEM));
+		if (counted)
+			serve_door_leave(srv, remote);
 		close(fd);
 		return;
 	}
@@ -395,6 +400,7 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 	c->started_ms = (uint32_t)pbx_loop_now(srv->loop);
 	c->timer = (struct pbx_timer){.cb = on_deadline, .data = c};
 	c->phase = CONN_ACCEPTED;
+	c->counted = counted;
 	srv->live++;
 	serve_pause_accept(srv, srv->live >= srv->limit);
 	/* A fork child's accept was the parent's event. */
@@ -439,6 +445,16 @@ emit_end(const struct serve_conn *c, int err)
 		    s->bytes_in, s->bytes_out, conn_now(c), err);
 }
 
+/* The door's count of this caller, given back once. */
+static void
+leave(struct serve_conn *c)
+{
+	if (c->counted) {
+		c->counted = false;
+		serve_door_leave(c->srv, &c->remote);
+	}
+}
+
 /* Our copy of a program's socket, kept only to watch it. */
 static void
 close_program_fd(struct serve_conn *c)
@@ -460,6 +476,7 @@ conn_end(struct serve_conn *c, int err)
 	emit_end(c, err);
 	bool released = c->phase == CONN_PROGRAM;
 	close_phase(c);
+	leave(c);
 	c->due_ms = 0;
 	srv->live--;
 	serve_pause_accept(srv, srv->live >= srv->limit);
@@ -510,6 +527,7 @@ serve_conns_abort(struct serve *srv)
 		if (c->phase != CONN_CLOSING && c->phase != CONN_PROGRAM) {
 			emit_end(c, -ECANCELED); /* end=stopped */
 			close_phase(c);
+			leave(c);
 			pbx_stream_close(&c->stream);
 			srv->live--;
 		}

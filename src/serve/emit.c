@@ -74,6 +74,30 @@ serve_emit_end(const struct pbx_addr *remote, bool has_bytes, uint64_t in,
 }
 
 void
+serve_emit_deny(const struct pbx_addr *remote, const struct pbx_addr *via,
+    const struct pbx_addr *local, unsigned rule)
+{
+	log_emit(&(struct event){.kind = EVENT_DENY,
+	    .remote = remote,
+	    .via = via,
+	    .local = local,
+	    .reason = rule == 0 ? "no-rule" : NULL,
+	    .rule = rule});
+}
+
+void
+serve_emit_reject(const struct pbx_addr *remote, const struct pbx_addr *via,
+    const struct pbx_addr *local, const char *reason, unsigned count)
+{
+	log_emit(&(struct event){.kind = EVENT_REJECT,
+	    .remote = remote,
+	    .via = via,
+	    .local = local,
+	    .reason = reason,
+	    .count = count});
+}
+
+void
 serve_log_run_failed(const struct serve *srv, int err)
 {
 	log_error("run %s: %s", srv->opts->argv[0], pbx_strerror(err));

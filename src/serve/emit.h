@@ -29,6 +29,13 @@ void serve_emit_exit(
 void serve_emit_end(const struct pbx_addr *remote, bool has_bytes, uint64_t in,
     uint64_t out, uint64_t ms, int err);
 
+/* Turned away at the door: rule is the deciding rule's line (0: none). */
+void serve_emit_deny(const struct pbx_addr *remote, const struct pbx_addr *via,
+    const struct pbx_addr *local, unsigned rule);
+void serve_emit_reject(const struct pbx_addr *remote,
+    const struct pbx_addr *via, const struct pbx_addr *local,
+    const char *reason, unsigned count);
+
 /* "run PROGRAM: reason", whatever the level: a program did not start. */
 void serve_log_run_failed(const struct serve *srv, int err);
 

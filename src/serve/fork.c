@@ -26,7 +26,7 @@ tracks_children(const struct serve *srv)
 {
 	const struct serve_opts *o = srv->opts;
 
-	return serve_emitting() ||
+	return serve_emitting() || srv->limits != NULL ||
 	       (serve_fast_become(srv) && (o->idle_ms || o->total_ms));
 }
 
@@ -49,6 +49,7 @@ remember_child(
 	    .remote = *remote,
 	    .started_ms = now,
 	    .active_ms = now,
+	    .counted = srv->limits != NULL,
 	};
 	return 0;
 }
@@ -145,6 +146,8 @@ on_child_timer(struct pbx_loop *loop, struct pbx_timer *t)
 static void
 forget_child(struct serve *srv, size_t i)
 {
+	if (srv->children[i].counted)
+		serve_door_leave(srv, &srv->children[i].remote);
 	if (srv->children[i].fd >= 0)
 		close(srv->children[i].fd);
 	srv->children[i] = srv->children[--srv->nchildren];
@@ -265,6 +268,8 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 	}
 	if (pid < 0) {
 		log_error("fork: %s", pbx_strerror(-errno));
+		if (srv->limits != NULL)
+			serve_door_leave(srv, remote);
 	} else {
 		log_trace("fork() = %ld", (long)pid);
 		serve_procs_back(srv);
@@ -279,6 +284,9 @@ fork_one(struct serve *srv, int fd, const struct pbx_addr *remote)
 			if (keep)
 				fd = -1; /* the child's entry owns it now */
 			arm_children(srv);
+		} else if (srv->limits != NULL) {
+			/* Not remembered: its count could never come back. */
+			serve_door_leave(srv, remote);
 		}
 		serve_pause_accept(srv, srv->live >= srv->limit);
 	}

@@ -23,6 +23,8 @@ enum serve_model {
 
 struct serve_conn;
 struct serve;
+struct serve_rules;
+struct serve_limits;
 
 /* What a model does with each accepted fd (takes it over). */
 typedef void (*serve_take_fn)(
@@ -126,6 +128,13 @@ struct serve_opts {
 	/* Set on the listener, inherited by every accepted socket. */
 	int keepalive_idle_s, keepalive_interval_s, keepalive_count;
 	unsigned user_timeout_ms;
+	/* The door: access rules (borrowed, NULL: everyone may call;
+	 * rules_path is read again on SIGHUP) and the most live calls per
+	 * address, counted per /prefix4 and /prefix6 (0: no limit). */
+	const struct serve_rules *rules;
+	const char *rules_path;
+	unsigned max_per_ip, prefix4, prefix6;
+	const char *reject_message; /* sent to a caller over it; NULL: none */
 };
 
 /* A child of the fork model, from fork to reaping. */
@@ -137,6 +146,7 @@ struct serve_child {
 	 * end of its grace once told to stop (0: none left). */
 	uint64_t started_ms, active_ms, grace_ms;
 	int8_t expired; /* enum serve_expiry: why it was told to stop */
+	bool counted;   /* the door counted it: give it back when reaped */
 };
 
 /* Why a deadline ended a call (the end event's reason). */
@@ -187,6 +197,15 @@ struct serve {
 	struct serve_conn *conns;     /* connections in progress */
 	struct serve_child *children; /* fork model: owned table */
 	size_t nchildren, children_cap;
+
+	/* The door (door.c). */
+	const struct serve_rules *rules; /* in force: opts' or rules_owned */
+	struct serve_rules *rules_owned; /* owned: the last reloaded */
+	struct serve_limits *limits;     /* per-address counts, or NULL */
+	bool limits_owned;               /* else a supervisor's, shared */
+	unsigned worker;                 /* this process's number (workers) */
+	struct pbx_signal sig_hup;
+	char concurrency[32]; /* "TCPCONCURRENCY=N" for the next program */
 };
 
 /* The phases of a connection, in order (conn.c runs them). */
@@ -220,9 +239,11 @@ struct serve_conn {
 	uint32_t active_ms;  /* since started_ms: the last read or write */
 	uint8_t phase;       /* enum conn_phase */
 	uint8_t stage;       /* the next stage to run */
-	bool handled;        /* the handler started: its release runs */
-	uint8_t expired;     /* enum serve_expiry */
-	union {              /* the stage's or the handler's own state */
+	/* Flags in the bytes before the union: the record stays at 208. */
+	bool handled : 1;     /* the handler started: its release runs */
+	bool counted : 1;     /* the door counted it: give back at the end */
+	unsigned expired : 2; /* enum serve_expiry */
+	union {               /* the stage's or the handler's own state */
 		struct {
 			pid_t pid; /* exec: the program */
 			int fd;    /* owned: its socket, kept to see idleness */
@@ -230,6 +251,35 @@ struct serve_conn {
 		void *ptr;
 	} u;
 };
+
+/* ---- the door (door.c) ---- */
+
+enum serve_door {
+	SERVE_DOOR_DENIED,  /* refused (rules or a limit): close it */
+	SERVE_DOOR_IN,      /* let in, not counted (no limit) */
+	SERVE_DOOR_COUNTED, /* let in and counted: serve_door_leave at end */
+};
+
+/* Rules in force, the SIGHUP watcher, the limits (shared: a
+ * supervisor's table, or NULL to make one). Returns 0 or -errno. */
+int serve_door_setup(struct serve *srv, struct serve_limits *shared);
+void serve_door_fini(struct serve *srv);
+/*
+ * May the caller at remote come in (via: the PROXY sender, or NULL)?
+ * Refused, it has been logged (deny or reject, with the reject message
+ * sent if any); the caller closes fd. Returns enum serve_door.
+ */
+int serve_door_admit(struct serve *srv, int fd, const struct pbx_addr *remote,
+    const struct pbx_addr *via);
+/* A counted call ended. */
+void serve_door_leave(struct serve *srv, const struct pbx_addr *remote);
+/*
+ * The variables a program of this caller gets: its rule's, then
+ * TCPCONCURRENCY when calls are counted. Fills vars (borrowed until the
+ * next call); returns how many.
+ */
+size_t serve_door_vars(struct serve *srv, const struct pbx_addr *remote,
+    const char **vars, size_t max);
 
 /* End every connection still in progress (the server is stopping). */
 void serve_conns_abort(struct serve *srv);
@@ -256,6 +306,10 @@ int serve_resolve(const struct serve_opts *o, struct pbx_addr *addrs, int max);
  */
 int serve_process(const struct serve_opts *o, const struct pbx_addr *addrs,
     int n, int ready_fd);
+/* The same as worker number worker, counting into a shared table. */
+int serve_worker_process(const struct serve_opts *o,
+    const struct pbx_addr *addrs, int n, int ready_fd, unsigned worker,
+    struct serve_limits *limits);
 
 /* A supervisor of o->workers processes (workers.c). */
 int serve_workers_run(const struct serve_opts *o);

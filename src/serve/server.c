@@ -154,6 +154,13 @@ on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 		int fd = serve_accept_one(srv, &remote);
 		if (fd < 0)
 			break;
+		/* Turned away before a byte is read, and before any record. */
+		if (serve_door_admit(srv, fd, &remote, NULL) ==
+		    SERVE_DOOR_DENIED) {
+			log_trace("close(%d)", fd);
+			close(fd);
+			continue;
+		}
 		srv->take(srv, fd, &remote);
 	}
 }
@@ -245,7 +252,8 @@ prepare_handler(struct serve *srv)
 
 /* Listen and install signal watchers: everything but serving. */
 static int
-serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
+serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n,
+    struct serve_limits *shared)
 {
 	int r = pbx_loop_new(&srv->loop);
 
@@ -269,6 +277,8 @@ serve_setup(struct serve *srv, const struct pbx_addr *addrs, int n)
 	srv->scratch = malloc(SCRATCH_SIZE);
 	r = srv->scratch == NULL ? -ENOMEM : 0;
 	if (r == 0)
+		r = serve_door_setup(srv, shared);
+	if (r == 0)
 		r = prepare_handler(srv);
 	if (r < 0)
 		log_error("start: %s", pbx_strerror(r));
@@ -284,6 +294,7 @@ serve_teardown(struct serve *srv)
 	pbx_timer_stop(srv->loop, &srv->proc_retry);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
+	serve_door_fini(srv);
 	pbx_env_fini(&srv->env);
 	free(srv->program);
 	free(srv->scratch);
@@ -326,9 +337,17 @@ int
 serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
     int ready_fd)
 {
+	return serve_worker_process(o, addrs, n, ready_fd, 0, NULL);
+}
+
+int
+serve_worker_process(const struct serve_opts *o, const struct pbx_addr *addrs,
+    int n, int ready_fd, unsigned worker, struct serve_limits *limits)
+{
 	struct serve srv = {.opts = o,
 	    .listen_fd = -1,
 	    .held_fd = -1,
+	    .worker = worker,
 	    .ready_fd = ready_fd,
 	    .limit = o->max_conns,
 	    .raw_accept = (o->handler->flags & SERVE_HANDLER_RAW_SOCKET) &&
@@ -338,7 +357,7 @@ serve_process(const struct serve_opts *o, const struct pbx_addr *addrs, int n,
 
 	/* A caller who vanishes mid-write is an error on that write only. */
 	sigaction(SIGPIPE, &ign, NULL);
-	r = serve_setup(&srv, addrs, n);
+	r = serve_setup(&srv, addrs, n, limits);
 	if (r == 0) {
 		announce(&srv);
 		srv.listen_io =

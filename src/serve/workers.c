@@ -8,6 +8,7 @@
  */
 #include "../log/log.h"
 #include "emit.h"
+#include "ip_limits.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -37,12 +38,15 @@ struct supervisor {
 	int status; /* exit status */
 	struct worker *w;
 	unsigned running;
-	struct pbx_signal sig_term, sig_int, sig_chld;
+	struct pbx_signal sig_term, sig_int, sig_chld, sig_hup;
 	struct pbx_timer restart;
+	/* Owned: --max-per-ip counts every worker's callers in one table
+	 * that they share (MAP_SHARED, inherited by fork), or NULL. */
+	struct serve_limits *limits;
 };
 
 static void
-worker_main(struct supervisor *sv, pid_t parent)
+worker_main(struct supervisor *sv, pid_t parent, unsigned i)
 {
 	sigset_t none;
 
@@ -55,7 +59,8 @@ worker_main(struct supervisor *sv, pid_t parent)
 	close(sv->ready_r);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	_exit(serve_process(sv->o, &sv->addr, 1, sv->ready_w));
+	_exit(serve_worker_process(
+	    sv->o, &sv->addr, 1, sv->ready_w, i, sv->limits));
 }
 
 static int
@@ -65,7 +70,7 @@ worker_start(struct supervisor *sv, unsigned i)
 	pid_t pid = fork();
 
 	if (pid == 0)
-		worker_main(sv, parent);
+		worker_main(sv, parent, i);
 	if (pid < 0) {
 		int err = -errno;
 		log_error("start worker %u: %s", i, pbx_strerror(err));
@@ -116,6 +121,10 @@ worker_died(struct supervisor *sv, unsigned i, int wstatus)
 
 	sv->w[i].pid = 0;
 	sv->running--;
+	/* Its callers died with it: their counts go, before a new one
+	 * counts under the same number. */
+	if (sv->limits != NULL)
+		serve_limits_forget_worker(sv->limits, i);
 	if (sv->stopping) {
 		if (sv->running == 0)
 			pbx_loop_stop(sv->loop);
@@ -152,6 +161,18 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 			if (sv->w[i].pid == pid)
 				worker_died(sv, i, wstatus);
 	}
+}
+
+/* SIGHUP: every worker reads its rules again. */
+static void
+on_hup(struct pbx_loop *loop, struct pbx_signal *s)
+{
+	struct supervisor *sv = s->data;
+
+	(void)loop;
+	for (unsigned i = 0; i < sv->o->workers; i++)
+		if (sv->w[i].pid > 0)
+			kill(sv->w[i].pid, SIGHUP);
 }
 
 static void
@@ -211,6 +232,8 @@ supervisor_watch(struct supervisor *sv)
 	    (struct pbx_signal){.signo = SIGINT, .cb = on_stop, .data = sv};
 	sv->sig_chld =
 	    (struct pbx_signal){.signo = SIGCHLD, .cb = on_sigchld, .data = sv};
+	sv->sig_hup =
+	    (struct pbx_signal){.signo = SIGHUP, .cb = on_hup, .data = sv};
 	sv->ready_io =
 	    (struct pbx_io){.fd = sv->ready_r, .cb = on_ready, .data = sv};
 	sv->restart = (struct pbx_timer){.cb = on_restart, .data = sv};
@@ -219,6 +242,8 @@ supervisor_watch(struct supervisor *sv)
 		r = pbx_signal_start(sv->loop, &sv->sig_int);
 	if (r == 0)
 		r = pbx_signal_start(sv->loop, &sv->sig_chld);
+	if (r == 0)
+		r = pbx_signal_start(sv->loop, &sv->sig_hup);
 	if (r == 0)
 		r = pbx_io_start(sv->loop, &sv->ready_io, PBX_READABLE);
 	return r;
@@ -234,6 +259,16 @@ supervisor_setup(struct supervisor *sv)
 		return -1;
 	sv->w = calloc(sv->o->workers, sizeof *sv->w);
 	int r = sv->w == NULL ? -ENOMEM : supervisor_watch(sv);
+	if (r == 0 && sv->o->max_per_ip > 0) {
+		struct serve_limits_opts lo = {
+		    .max_per_key = sv->o->max_per_ip,
+		    .prefix4 = sv->o->prefix4,
+		    .prefix6 = sv->o->prefix6,
+		    .capacity = (size_t)sv->o->max_conns * sv->o->workers,
+		    .workers = sv->o->workers,
+		};
+		r = serve_limits_new(&sv->limits, &lo);
+	}
 	if (r < 0) {
 		log_error("start workers: %s", pbx_strerror(r));
 		return -1;
@@ -261,6 +296,8 @@ serve_workers_run(const struct serve_opts *o)
 	if (sv.ready_w >= 0)
 		close(sv.ready_w);
 	free(sv.w);
+	if (sv.limits != NULL)
+		serve_limits_free(sv.limits);
 	pbx_loop_free(sv.loop);
 	return sv.status;
 }

@@ -74,6 +74,18 @@ program_opts(const struct serve *srv, int fd)
 	};
 }
 
+/* The rule's variables and TCPCONCURRENCY, when the door has any. */
+static void
+door_env(struct serve *srv, const struct pbx_addr *remote)
+{
+	const char *vars[PBX_ENV_VARS_MAX];
+
+	if (srv->rules == NULL && srv->limits == NULL)
+		return;
+	size_t n = serve_door_vars(srv, remote, vars, PBX_ENV_VARS_MAX);
+	pbx_env_set_vars(&srv->env, vars, n);
+}
+
 static void
 exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
@@ -82,6 +94,7 @@ exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
 	if (pbx_addr_is_any(&local))
 		pbx_addr_local(fd, &local);
 	pbx_env_set_tcp(&srv->env, &local, remote);
+	door_env(srv, remote);
 }
 
 static int
@@ -106,6 +119,7 @@ exec_start(struct serve_conn *c)
 	}
 	conn_local(c, &local);
 	pbx_env_set_tcp(&srv->env, &local, &c->remote);
+	door_env(srv, &c->remote);
 	struct pbx_spawn_opts o = program_opts(srv, conn_fd(c));
 	pid_t pid = pbx_spawn(&o);
 	if (pid < 0 && serve_is_out_of_procs(pid)) {
