@@ -136,6 +136,8 @@ args_parse(const struct args_cmd *cmd, int end, char **argv, void *ctx)
 		    end, argv, cmd->shortopts, cmd->longopts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(cmd->usage, stdout);
+			if (cmd->usage_more != NULL)
+				fputs(cmd->usage_more, stdout);
 			return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 		}
 		if (c == '?' || c == ':')

@@ -44,6 +44,8 @@ struct args_cmd {
 	const struct option *longopts;
 	/* Apply one option; returns 0 or an exit status (EXIT_USAGE). */
 	int (*apply)(void *ctx, int c, const char *arg);
+	/* Printed after usage (C caps a literal at 4095 bytes); or NULL. */
+	const char *usage_more;
 };
 
 #define ARGS_GO_ON (-1)

@@ -436,8 +436,8 @@ cli_bench(int argc, char **argv)
 				    .duration_ms = 10000,
 				    .rounds = 1,
 				    .timeout_ms = 10000}};
-	static const struct args_cmd cmd = {
-	    "bench", bench_usage, ":c:d:n:h", bench_options, parse_option};
+	static const struct args_cmd cmd = {"bench", bench_usage, ":c:d:n:h",
+	    bench_options, parse_option, NULL};
 
 	log_init("bench", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int r = args_parse(&cmd, argc, argv, &cli);

@@ -115,7 +115,7 @@ cli_connect(int argc, char **argv)
 {
 	struct connect_cli cli = {.level = LOG_NORMAL};
 	static const struct args_cmd cmd = {"connect", connect_usage,
-	    ":s:t:vqh", connect_options, parse_option};
+	    ":s:t:vqh", connect_options, parse_option, NULL};
 
 	log_init("connect", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int dash = cli_find_dashes(argc, argv);

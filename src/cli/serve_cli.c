@@ -53,7 +53,9 @@ static const char serve_usage[] =
     "      --user-timeout SECONDS\n"
     "                       TCP_USER_TIMEOUT: drop a peer that leaves sent data\n"
     "                       unacknowledged this long (default 0: the kernel's)\n"
-    "\n"
+    "\n";
+
+static const char serve_usage_more[] =
     "The door (checked on the caller's real address, before a byte is read):\n"
     "      --rules FILE     access rules, one per line: CIDR allow|deny [VAR=value\n"
     "                       ...]; the longest prefix decides, a caller no rule\n"
@@ -66,6 +68,16 @@ static const char serve_usage[] =
     "                       (default 32,128: per address)\n"
     "      --reject-message TEXT\n"
     "                       sent (with a newline) to a caller over the limit\n"
+    "      --proxy-protocol[=v1|v2]\n"
+    "                       a call from a trusted proxy starts with a PROXY\n"
+    "                       header (v1 or v2; both without =) naming the client:\n"
+    "                       rules, limits, log, greeting and program see it\n"
+    "      --proxy-from CIDR[,CIDR...]\n"
+    "                       the proxies whose header is believed (required with\n"
+    "                       --proxy-protocol); others are served as they are\n"
+    "      --proxy-required refuse calls that do not come through those proxies\n"
+    "      --proxy-timeout SECONDS\n"
+    "                       the header must be in within this long (default 5)\n"
     "\n"
     "Output:\n"
     "  -v, --verbose        a line per connection: accept, end, exit status\n"
@@ -91,7 +103,19 @@ static const struct option serve_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-    SERVE_GUARD_OPTIONS,
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"user-timeout", required_argument, NULL, OPT_USER_TIMEOUT},
+    {"rules", required_argument, NULL, OPT_RULES},
+    {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
+    {"per-ip-prefix", required_argument, NULL, OPT_PER_IP_PREFIX},
+    {"reject-message", required_argument, NULL, OPT_REJECT_MESSAGE},
+    {"proxy-protocol", optional_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"proxy-from", required_argument, NULL, OPT_PROXY_FROM},
+    {"proxy-required", no_argument, NULL, OPT_PROXY_REQUIRED},
+    {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -225,8 +249,8 @@ cli_serve(int argc, char **argv)
 	    .o = {.model = SERVE_EVENT, .backlog = 4096},
 	    .level = LOG_NORMAL,
 	};
-	static const struct args_cmd cmd = {
-	    "serve", serve_usage, ":m:c:b:w:vqh", serve_options, parse_option};
+	static const struct args_cmd cmd = {"serve", serve_usage,
+	    ":m:c:b:w:vqh", serve_options, parse_option, serve_usage_more};
 
 	serve_guard_defaults(&cli.o);
 	log_init("serve", LOG_NORMAL, false, LOG_FORMAT_TEXT);

@@ -3,6 +3,7 @@
 #include "serve_guard.h"
 
 #include "../log/log.h"
+#include "../serve/proxy_header.h"
 #include "../serve/rules.h"
 #include "args.h"
 #include "cli.h"
@@ -22,6 +23,60 @@ serve_guard_defaults(struct serve_opts *o)
 	o->keepalive_count = 6;
 	o->prefix4 = 32;
 	o->prefix6 = 128;
+	o->proxy_timeout_ms = 5000;
+}
+
+/* CIDR[,CIDR...]: the senders whose PROXY header is believed. */
+static int
+proxy_from(struct serve_opts *o, const char *arg)
+{
+	size_t len = strlen(arg);
+	char err[512];
+	struct serve_rules *r;
+
+	if (o->proxy_from != NULL) {
+		log_error("--proxy-from given twice ('%s')", arg);
+		return EXIT_USAGE;
+	}
+	char *text = malloc(len * 8 + 16);
+	if (text == NULL)
+		return EXIT_USAGE;
+	/* One "CIDR allow" rule per item: the rules' strict parser. */
+	size_t k = 0;
+	for (const char *p = arg;; p++) {
+		if (*p == ',' || *p == '\0') {
+			memcpy(text + k, " allow\n", 7);
+			k += 7;
+			if (*p == '\0')
+				break;
+		} else {
+			text[k++] = *p == ' ' || *p == '\n' ? '?' : *p;
+		}
+	}
+	int rc = serve_rules_parse("proxy-from", text, k, &r, err, sizeof err);
+	free(text);
+	if (rc < 0) {
+		/* "proxy-from:LINE:COL: why": the why is what tells. */
+		const char *why = strstr(err, ": ");
+		return cli_bad_value("proxy-from", arg, why ? why + 2 : err);
+	}
+	o->proxy_from = r;
+	return 0;
+}
+
+static int
+proxy_protocol(struct serve_opts *o, const char *arg)
+{
+	if (arg == NULL)
+		o->proxy_versions = PROXY_V1 | PROXY_V2;
+	else if (strcmp(arg, "v1") == 0)
+		o->proxy_versions = PROXY_V1;
+	else if (strcmp(arg, "v2") == 0)
+		o->proxy_versions = PROXY_V2;
+	else
+		return cli_bad_value("proxy-protocol", arg,
+		    "expected v1 or v2 (or nothing: both)");
+	return 0;
 }
 
 /* The longest deadline: a week, well inside the clocks' 49 days. */
@@ -157,6 +212,18 @@ serve_guard_option(struct serve_opts *o, int c, const char *arg)
 		return 0;
 	case OPT_PER_IP_PREFIX:
 		return per_ip_prefix(o, arg);
+	case OPT_PROXY_PROTOCOL:
+		return proxy_protocol(o, arg);
+	case OPT_PROXY_FROM:
+		return proxy_from(o, arg);
+	case OPT_PROXY_REQUIRED:
+		o->proxy_required = true;
+		return 0;
+	case OPT_PROXY_TIMEOUT:
+		if (strcmp(arg, "0") == 0)
+			return cli_bad_value("proxy-timeout", arg,
+			    "expected seconds, more than 0: a header must come in time");
+		return deadline("proxy-timeout", arg, &o->proxy_timeout_ms);
 	case OPT_REJECT_MESSAGE:
 		if (strlen(arg) > 1024 || strchr(arg, '\n') != NULL)
 			return cli_bad_value("reject-message", arg,
@@ -176,6 +243,17 @@ serve_guard_check(struct serve_opts *o)
 		    o->max_per_ip, o->max_conns);
 		return EXIT_USAGE;
 	}
+	if ((o->proxy_versions != 0) != (o->proxy_from != NULL)) {
+		log_error(
+		    o->proxy_versions != 0
+			? "--proxy-protocol needs --proxy-from CIDR[,CIDR...]: the senders whose header is believed"
+			: "--proxy-from needs --proxy-protocol");
+		return EXIT_USAGE;
+	}
+	if (o->proxy_required && o->proxy_versions == 0) {
+		log_error("--proxy-required needs --proxy-protocol");
+		return EXIT_USAGE;
+	}
 	if (o->reject_message != NULL && o->max_per_ip == 0) {
 		log_error("--reject-message needs --max-per-ip");
 		return EXIT_USAGE;
@@ -187,5 +265,7 @@ void
 serve_guard_fini(struct serve_opts *o)
 {
 	serve_rules_free((struct serve_rules *)(uintptr_t)o->rules);
+	serve_rules_free((struct serve_rules *)(uintptr_t)o->proxy_from);
 	o->rules = NULL;
+	o->proxy_from = NULL;
 }

@@ -8,8 +8,6 @@
 
 #include "../serve/serve.h"
 
-#include <getopt.h>
-
 enum {
 	OPT_IDLE_TIMEOUT = 300,
 	OPT_TIMEOUT,
@@ -20,21 +18,11 @@ enum {
 	OPT_MAX_PER_IP,
 	OPT_PER_IP_PREFIX,
 	OPT_REJECT_MESSAGE,
+	OPT_PROXY_PROTOCOL,
+	OPT_PROXY_FROM,
+	OPT_PROXY_REQUIRED,
+	OPT_PROXY_TIMEOUT,
 };
-
-/* Entries for the option table, in --help order. */
-#define SERVE_GUARD_OPTIONS                                                    \
-	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},           \
-	    {"timeout", required_argument, NULL, OPT_TIMEOUT},                 \
-	    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},           \
-	    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},             \
-	    {"user-timeout", required_argument, NULL, OPT_USER_TIMEOUT},       \
-	    {"rules", required_argument, NULL, OPT_RULES},                     \
-	    {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},           \
-	    {"per-ip-prefix", required_argument, NULL, OPT_PER_IP_PREFIX},     \
-	{                                                                      \
-		"reject-message", required_argument, NULL, OPT_REJECT_MESSAGE  \
-	}
 
 /* The defaults of a server that faces the internet. */
 void serve_guard_defaults(struct serve_opts *o);
@@ -45,7 +33,7 @@ int serve_guard_option(struct serve_opts *o, int c, const char *arg);
  * several, and the rules file read. Returns 0 or EXIT_USAGE.
  */
 int serve_guard_check(struct serve_opts *o);
-/* Free what the options loaded (the rules). */
+/* Free what the options loaded (the rules, the trusted proxies). */
 void serve_guard_fini(struct serve_opts *o);
 
 #endif /* SERVE_GUARD_H */

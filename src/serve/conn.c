@@ -29,7 +29,7 @@
 #endif
 
 /* Every field of the record is paid per idle connection. */
-_Static_assert(sizeof(struct serve_conn) <= 208, "connection record grew");
+_Static_assert(sizeof(struct serve_conn) <= 216, "connection record grew");
 
 #define LINGER_MS 1000
 
@@ -99,6 +99,8 @@ conn_recycle(struct serve_conn *c)
 	if (c->handled && srv->opts->handler->release != NULL)
 		srv->opts->handler->release(c);
 	pbx_timer_stop(srv->loop, &c->timer);
+	free(c->proxied);
+	c->proxied = NULL;
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -401,13 +403,19 @@ serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote)
 	c->timer = (struct pbx_timer){.cb = on_deadline, .data = c};
 	c->phase = CONN_ACCEPTED;
 	c->counted = counted;
+	if (srv->proxied != NULL) {
+		c->proxied = malloc(sizeof *c->proxied);
+		if (c->proxied != NULL)
+			*c->proxied = *srv->proxied;
+	}
 	srv->live++;
 	serve_pause_accept(srv, srv->live >= srv->limit);
 	/* A fork child's accept was the parent's event. */
 	if (!srv->in_child && serve_emitting()) {
 		struct pbx_addr local;
 		conn_local(c, &local);
-		serve_emit_accept(remote, &local, 0);
+		serve_emit_accept(remote,
+		    c->proxied != NULL ? &c->proxied->via : NULL, &local, 0);
 	}
 	int r = conn_arm(c);
 	if (r < 0) {
@@ -596,6 +604,10 @@ conn_queued(const struct serve_conn *c)
 void
 conn_local(const struct serve_conn *c, struct pbx_addr *out)
 {
+	if (c->proxied != NULL && c->proxied->dest.len != 0) {
+		*out = c->proxied->dest; /* what the client reached */
+		return;
+	}
 	/* A listener on one address answers there: no getsockname. */
 	if (!pbx_addr_is_any(&c->srv->local) ||
 	    pbx_addr_local(c->stream.io.fd, out) < 0)

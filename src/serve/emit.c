@@ -26,11 +26,12 @@ serve_emit_stop(uint64_t served)
 }
 
 void
-serve_emit_accept(
-    const struct pbx_addr *remote, const struct pbx_addr *local, long pid)
+serve_emit_accept(const struct pbx_addr *remote, const struct pbx_addr *via,
+    const struct pbx_addr *local, long pid)
 {
 	log_emit(&(struct event){.kind = EVENT_ACCEPT,
 	    .remote = remote,
+	    .via = via,
 	    .local = local,
 	    .pid = pid});
 }

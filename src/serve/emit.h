@@ -19,8 +19,9 @@ void serve_emit_stop(uint64_t served);
 bool serve_emitting(void);
 
 /* pid: the fork model's child, or 0. */
-void serve_emit_accept(
-    const struct pbx_addr *remote, const struct pbx_addr *local, long pid);
+/* via: the PROXY sender the call came through, or NULL. */
+void serve_emit_accept(const struct pbx_addr *remote,
+    const struct pbx_addr *via, const struct pbx_addr *local, long pid);
 void serve_emit_start(
     const struct pbx_addr *remote, long pid, const char *program);
 void serve_emit_exit(

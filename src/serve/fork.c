@@ -200,11 +200,15 @@ on_sigchld(struct pbx_loop *loop, struct pbx_signal *s)
 static void
 emit_accept(struct serve *srv, int fd, const struct pbx_addr *remote, pid_t pid)
 {
+	const struct serve_proxied *p = srv->proxied;
 	struct pbx_addr local = srv->local;
 
-	if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
+	if (p != NULL && p->dest.len != 0)
+		local = p->dest;
+	else if (pbx_addr_is_any(&local) && pbx_addr_local(fd, &local) < 0)
 		return;
-	serve_emit_accept(remote, &local, (long)pid);
+	serve_emit_accept(
+	    remote, p != NULL ? &p->via : NULL, &local, (long)pid);
 }
 
 /*

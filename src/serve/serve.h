@@ -135,6 +135,20 @@ struct serve_opts {
 	const char *rules_path;
 	unsigned max_per_ip, prefix4, prefix6;
 	const char *reject_message; /* sent to a caller over it; NULL: none */
+	/* PROXY protocol: the versions taken (PROXY_V1 | PROXY_V2; 0: off)
+	 * from the senders proxy_from covers (borrowed), within
+	 * proxy_timeout_ms; proxy_required refuses a call from elsewhere
+	 * (else it is served with its own address). */
+	unsigned proxy_versions;
+	const struct serve_rules *proxy_from;
+	bool proxy_required;
+	uint32_t proxy_timeout_ms;
+};
+
+/* A call that came through a PROXY sender. */
+struct serve_proxied {
+	struct pbx_addr via;  /* the sender */
+	struct pbx_addr dest; /* what the client reached; len 0: the socket's */
 };
 
 /* A child of the fork model, from fork to reaping. */
@@ -206,6 +220,9 @@ struct serve {
 	unsigned worker;                 /* this process's number (workers) */
 	struct pbx_signal sig_hup;
 	char concurrency[32]; /* "TCPCONCURRENCY=N" for the next program */
+	struct proxy_wait *proxy_waits; /* owned: headers on their way */
+	/* During a take only: the PROXY facts of the call taken, or NULL. */
+	const struct serve_proxied *proxied;
 };
 
 /* The phases of a connection, in order (conn.c runs them). */
@@ -250,6 +267,7 @@ struct serve_conn {
 		} prog;
 		void *ptr;
 	} u;
+	struct serve_proxied *proxied; /* owned: came through a proxy */
 };
 
 /* ---- the door (door.c) ---- */
@@ -271,6 +289,13 @@ void serve_door_fini(struct serve *srv);
  */
 int serve_door_admit(struct serve *srv, int fd, const struct pbx_addr *remote,
     const struct pbx_addr *via);
+/* --proxy-protocol: a trusted sender's call waits for its header, then
+ * goes through the door and to the model; any other is served as it is
+ * (or refused, with proxy_required). Takes fd over. (proxy.c) */
+void serve_proxy_take(struct serve *srv, int fd, const struct pbx_addr *remote);
+/* The server stops: headers still on their way are dropped. */
+void serve_proxy_abort(struct serve *srv);
+
 /* A counted call ended. */
 void serve_door_leave(struct serve *srv, const struct pbx_addr *remote);
 /*

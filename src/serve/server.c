@@ -154,6 +154,10 @@ on_listener(struct pbx_loop *loop, struct pbx_io *w, unsigned events)
 		int fd = serve_accept_one(srv, &remote);
 		if (fd < 0)
 			break;
+		if (srv->opts->proxy_versions != 0) {
+			serve_proxy_take(srv, fd, &remote);
+			continue;
+		}
 		/* Turned away before a byte is read, and before any record. */
 		if (serve_door_admit(srv, fd, &remote, NULL) ==
 		    SERVE_DOOR_DENIED) {
@@ -351,7 +355,7 @@ serve_worker_process(const struct serve_opts *o, const struct pbx_addr *addrs,
 	    .ready_fd = ready_fd,
 	    .limit = o->max_conns,
 	    .raw_accept = (o->handler->flags & SERVE_HANDLER_RAW_SOCKET) &&
-			  o->nstages == 0};
+			  o->nstages == 0 && o->proxy_versions == 0};
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	int r;
 
@@ -364,6 +368,7 @@ serve_worker_process(const struct serve_opts *o, const struct pbx_addr *addrs,
 		    (struct pbx_io){.fd = srv.listen_fd, .data = &srv};
 		r = run_model(&srv);
 		/* Calls still open end (end=stopped) before the count. */
+		serve_proxy_abort(&srv);
 		serve_conns_abort(&srv);
 		serve_emit_stop(srv.accepted);
 	}

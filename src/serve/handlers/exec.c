@@ -91,7 +91,9 @@ exec_prepare(struct serve *srv, int fd, const struct pbx_addr *remote)
 {
 	struct pbx_addr local = srv->local;
 
-	if (pbx_addr_is_any(&local))
+	if (srv->proxied != NULL && srv->proxied->dest.len != 0)
+		local = srv->proxied->dest; /* what the client reached */
+	else if (pbx_addr_is_any(&local))
 		pbx_addr_local(fd, &local);
 	pbx_env_set_tcp(&srv->env, &local, remote);
 	door_env(srv, remote);
