@@ -2,6 +2,7 @@
 /* connect_cli.c: `pbx connect`: options in, a call placed. */
 #include "../client/client.h"
 #include "../log/log.h"
+#include "../serve/proxy_header.h"
 #include "args.h"
 #include "cli.h"
 
@@ -24,6 +25,11 @@ static const char connect_usage[] =
     "                                  none lets the kernel pick)\n"
     "  -t, --connect-timeout SECONDS   give up on an address after this long\n"
     "                                  (e.g. 2 or 0.5; default: the kernel's)\n"
+    "      --send-proxy v1|v2          first send a PROXY protocol header\n"
+    "                                  naming this call's two ends (as HAProxy's\n"
+    "                                  send-proxy and send-proxy-v2)\n"
+    "      --proxy-source IP:PORT      name this caller in it instead (relay\n"
+    "                                  another's call)\n"
     "  -v, --verbose                   say who answered, from where\n"
     "  -q, --quiet                     errors only\n"
     "      --log-format text|json      every stderr line as key=value text\n"
@@ -34,7 +40,7 @@ static const char connect_usage[] =
     "Exit status: 0 the call ended normally, 1 refused, unreachable, timed out\n"
     "or reset, 2 bad usage.\n";
 
-enum { OPT_TRACE = 256, OPT_LOG_FORMAT };
+enum { OPT_TRACE = 256, OPT_LOG_FORMAT, OPT_SEND_PROXY, OPT_PROXY_SOURCE };
 
 static const struct option connect_options[] = {
     {"source", required_argument, NULL, 's'},
@@ -43,6 +49,8 @@ static const struct option connect_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"trace", no_argument, NULL, OPT_TRACE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"send-proxy", required_argument, NULL, OPT_SEND_PROXY},
+    {"proxy-source", required_argument, NULL, OPT_PROXY_SOURCE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -52,7 +60,35 @@ struct connect_cli {
 	enum log_level level;
 	bool trace;
 	enum log_format format;
+	int proxy_version; /* --send-proxy: 1 or 2; 0: none */
+	bool has_proxy_source;
+	struct pbx_addr proxy_source;
 };
+
+/* The client's preamble: a PROXY header of the chosen version. */
+static ssize_t
+proxy_preamble(const struct pbx_addr *src, const struct pbx_addr *dst,
+    void *buf, size_t size, void *arg)
+{
+	const struct connect_cli *cli = arg;
+
+	return proxy_header_build(cli->proxy_version, src, dst, buf, size);
+}
+
+/* --proxy-source IP:PORT: numeric, as the header carries it. */
+static int
+proxy_source(struct connect_cli *cli, const char *arg)
+{
+	struct pbx_hostport hp;
+
+	if (!args_hostport("proxy-source", arg, 0, &hp))
+		return EXIT_USAGE;
+	if (pbx_addr_parse_ip(hp.host, hp.port, &cli->proxy_source) < 0)
+		return cli_bad_value("proxy-source", arg,
+		    "expected a numeric IP:PORT or [IPV6]:PORT, not a name");
+	cli->has_proxy_source = true;
+	return 0;
+}
 
 static int
 parse_option(void *ctx, int c, const char *arg)
@@ -85,6 +121,14 @@ parse_option(void *ctx, int c, const char *arg)
 			return cli_bad_value(
 			    "log-format", arg, "expected text or json");
 		return 0;
+	case OPT_SEND_PROXY:
+		if (strcmp(arg, "v1") != 0 && strcmp(arg, "v2") != 0)
+			return cli_bad_value(
+			    "send-proxy", arg, "expected v1 or v2");
+		cli->proxy_version = arg[1] - '0';
+		return 0;
+	case OPT_PROXY_SOURCE:
+		return proxy_source(cli, arg);
 	default:
 		return EXIT_USAGE;
 	}
@@ -140,6 +184,16 @@ cli_connect(int argc, char **argv)
 	    dash < argc ? argv + dash + 1 : NULL);
 	if (r != 0)
 		return r;
+	if (cli.has_proxy_source && cli.proxy_version == 0) {
+		log_error("--proxy-source needs --send-proxy v1|v2");
+		return EXIT_USAGE;
+	}
+	if (cli.proxy_version != 0) {
+		cli.o.preamble = proxy_preamble;
+		cli.o.preamble_arg = &cli;
+		if (cli.has_proxy_source)
+			cli.o.preamble_source = &cli.proxy_source;
+	}
 	log_init("connect", cli.level, cli.trace, cli.format);
 	return client_connect(&cli.o) == CLIENT_OK ? EXIT_OK : EXIT_RUNTIME;
 }

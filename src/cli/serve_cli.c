@@ -242,6 +242,33 @@ parse_handler(
 	return 0;
 }
 
+/* Everything after the options: ADDRESS, the handler, the server. */
+static int
+serve_main(struct serve_cli *cli, int argc, char **argv, int dash)
+{
+	/* A process per caller costs far more than a record per caller. */
+	if (!cli->max_conns_given)
+		cli->o.max_conns = cli->o.model == SERVE_FORK ? 500 : 10000;
+	/* Every line from here on, usage errors included, in the format. */
+	log_init("serve", LOG_NORMAL, false, cli->format);
+	if (optind >= dash) {
+		log_error("missing ADDRESS (see pbx serve --help)");
+		return EXIT_USAGE;
+	}
+	cli->o.address = argv[optind];
+	if (!args_hostport("address", cli->o.address, 0, &cli->o.where))
+		return EXIT_USAGE;
+	int r = parse_handler(cli, dash - optind - 1, argv + optind + 1,
+	    dash < argc ? argc - dash - 1 : 0,
+	    dash < argc ? argv + dash + 1 : NULL);
+	if (r == 0)
+		r = serve_guard_check(&cli->o);
+	if (r != 0)
+		return r;
+	log_init("serve", cli->level, cli->trace, cli->format);
+	return serve_run(&cli->o) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 int
 cli_serve(int argc, char **argv)
 {
@@ -256,29 +283,8 @@ cli_serve(int argc, char **argv)
 	log_init("serve", LOG_NORMAL, false, LOG_FORMAT_TEXT);
 	int dash = cli_find_dashes(argc, argv);
 	int r = args_parse(&cmd, dash, argv, &cli);
-	if (r != ARGS_GO_ON)
-		return r;
-	/* A process per caller costs far more than a record per caller. */
-	if (!cli.max_conns_given)
-		cli.o.max_conns = cli.o.model == SERVE_FORK ? 500 : 10000;
-	/* Every line from here on, usage errors included, in the format. */
-	log_init("serve", LOG_NORMAL, false, cli.format);
-	if (optind >= dash) {
-		log_error("missing ADDRESS (see pbx serve --help)");
-		return EXIT_USAGE;
-	}
-	cli.o.address = argv[optind];
-	if (!args_hostport("address", cli.o.address, 0, &cli.o.where))
-		return EXIT_USAGE;
-	r = parse_handler(&cli, dash - optind - 1, argv + optind + 1,
-	    dash < argc ? argc - dash - 1 : 0,
-	    dash < argc ? argv + dash + 1 : NULL);
-	if (r == 0)
-		r = serve_guard_check(&cli.o);
-	if (r != 0)
-		return r;
-	log_init("serve", cli.level, cli.trace, cli.format);
-	r = serve_run(&cli.o) == 0 ? EXIT_OK : EXIT_RUNTIME;
-	serve_guard_fini(&cli.o);
+	if (r == ARGS_GO_ON)
+		r = serve_main(&cli, argc, argv, dash);
+	serve_guard_fini(&cli.o); /* what the options loaded */
 	return r;
 }

@@ -44,6 +44,7 @@ struct call {
 	int err;      /* how it ended: 0 or -errno, */
 	int where;    /* and on which side (0 stdin/stdout, 1 the socket) */
 	struct pbx_relay_stats st;
+	bool preamble_failed; /* said so, and closed the socket */
 };
 
 static void start_relay(struct call *c);
@@ -79,6 +80,28 @@ emit_connected(int fd, struct pbx_addr *remote)
 	    .kind = EVENT_CONNECTED, .remote = remote, .local = &local});
 }
 
+/* The preamble goes first, whole (it is short: the socket takes it). */
+static int
+send_preamble(
+    const struct client_opts *o, int fd, const struct pbx_addr *remote)
+{
+	struct pbx_addr local;
+	char buf[512];
+
+	if (o->preamble == NULL)
+		return 0;
+	int r = pbx_addr_local(fd, &local);
+	if (r < 0)
+		return r;
+	const struct pbx_addr *src =
+	    o->preamble_source != NULL ? o->preamble_source : &local;
+	ssize_t n = o->preamble(src, remote, buf, sizeof buf, o->preamble_arg);
+	if (n < 0)
+		return (int)n;
+	n = pbx_write_all(fd, buf, (size_t)n);
+	return n < 0 ? (int)n : 0;
+}
+
 static void
 on_dialed(struct pbx_dialer *d, int fd)
 {
@@ -87,6 +110,16 @@ on_dialed(struct pbx_dialer *d, int fd)
 	if (fd >= 0) {
 		c->fd = fd;
 		emit_connected(fd, &c->remote);
+		int r = send_preamble(c->o, fd, &c->remote);
+		if (r < 0) {
+			log_error("send PROXY header to %s: %s", c->o->address,
+			    pbx_strerror(r));
+			close(fd);
+			c->fd = -1;
+			c->preamble_failed = true;
+			pbx_loop_stop(c->loop);
+			return;
+		}
 		if (c->o->argv != NULL)
 			pbx_loop_stop(c->loop); /* the program takes it over */
 		else
@@ -344,7 +377,9 @@ client_connect(const struct client_opts *o)
 	if (dial_next_source(&c))
 		r = pbx_loop_run(c.loop);
 	enum client_status st = CLIENT_FAILED;
-	if (c.fd < 0) {
+	if (c.preamble_failed) {
+		/* said why */
+	} else if (c.fd < 0) {
 		if (r < 0) {
 			pbx_dialer_cancel(&c.d);
 			c.res = (struct dial_result){.err = r,
