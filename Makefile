@@ -55,7 +55,8 @@ ASAN_LOG_OBJ := $(LOG_SRC:%.c=$(BUILD)/asan/obj/%.o)
 # Server parts with no dependency but libpbx (and the log), unit-tested
 # and fuzzed on their own: the stage runner and the door's parsers.
 PURE_SRC := $(wildcard src/serve/stage.c src/serve/rules.c \
-            src/serve/proxy_header.c src/serve/ip_limits.c)
+            src/serve/rules_trie.c src/serve/proxy_header.c \
+            src/serve/proxy_header_build.c src/serve/ip_limits.c)
 ASAN_UNIT_OBJ := $(ASAN_LOG_OBJ) $(PURE_SRC:%.c=$(BUILD)/asan/obj/%.o)
 
 .PHONY: all run test asan unit lint format clean install bench fuzz

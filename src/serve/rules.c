@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rules.c: access rules: parse a rules text into a path-compressed prefix
- * trie and answer longest-prefix lookups (`pbx serve --rules`).
+ * rules.c: access rules: parse a rules text into a rule set, load it from
+ * a file, and answer lookups (`pbx serve --rules`); the set's prefix trie
+ * is in rules_trie.c.
  */
-#include "rules.h"
+#include "rules_trie.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,46 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/*
- * A prefix or address as 128 bits, most significant first. IPv4 sits in
- * the top 32 bits of hi, so both families share the trie code.
- */
-struct key {
-	uint64_t hi, lo;
-};
-
-/*
- * A trie node. A node exists only for a rule or where two branches part
- * (path compression), so n rules need at most 2n nodes besides the two
- * roots, and a lookup takes one step per node on its path: at most 33 or
- * 129, each a 128-bit compare, whatever the number of rules.
- */
-struct node {
-	struct key key;   /* the prefix; the bits past len are zero */
-	int32_t child[2]; /* longer prefixes, by the bit after len; 0: none */
-	int32_t rule;     /* index in rules, or -1: a branch point only */
-	uint8_t len;
-};
-
-/* The roots, /0 of each family. Being no one's child, 0 can mean none. */
-enum { ROOT4, ROOT6 };
-
-struct serve_rule {
-	const char *const *vars; /* nvars strings in the set's arena */
-	uint32_t nvars;
-	unsigned line;
-	bool allow;
-};
-
-struct serve_rules {
-	struct node *nodes; /* owned; [ROOT4] and [ROOT6] always exist */
-	size_t nnodes, node_cap;
-	struct serve_rule *rules; /* owned, in the order of the text */
-	size_t nrules, rule_cap;
-	const char **vars; /* owned: every rule's variables, in rule order */
-	char *arena;       /* owned: the "VAR=value" strings vars point to */
-};
 
 /* Where the parse is, and what it builds before the set is final. */
 struct parser {
@@ -74,200 +35,11 @@ struct parser {
 
 /* A parsed CIDR token, kept for the messages that quote it. */
 struct prefix {
-	struct key key;
+	struct rules_key key;
 	unsigned len;
 	int family;
 	size_t at, toklen; /* the token's offset in the line and length */
 };
-
-/* ---------------------------------------------------------------- */
-/* 128-bit keys                                                      */
-/* ---------------------------------------------------------------- */
-
-static struct key
-key_mask(struct key k, unsigned len)
-{
-	uint64_t hi = len >= 64  ? UINT64_MAX
-		      : len == 0 ? 0
-				 : UINT64_MAX << (64 - len);
-	uint64_t lo = len <= 64 ? 0 : UINT64_MAX << (128 - len);
-	return (struct key){.hi = k.hi & hi, .lo = k.lo & lo};
-}
-
-static unsigned
-key_bit(struct key k, unsigned i)
-{
-	return (unsigned)(i < 64 ? k.hi >> (63 - i) : k.lo >> (127 - i)) & 1;
-}
-
-/* The number of leading bits a and b share. */
-static unsigned
-key_common(struct key a, struct key b)
-{
-	if (a.hi != b.hi)
-		return (unsigned)__builtin_clzll(a.hi ^ b.hi);
-	if (a.lo != b.lo)
-		return 64 + (unsigned)__builtin_clzll(a.lo ^ b.lo);
-	return 128;
-}
-
-static bool
-key_covers(const struct node *n, struct key k)
-{
-	struct key m = key_mask(k, n->len);
-	return m.hi == n->key.hi && m.lo == n->key.lo;
-}
-
-static uint64_t
-load64(const unsigned char *b, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | b[i];
-	return v;
-}
-
-static struct key
-key_from(int family, const unsigned char *b)
-{
-	if (family == AF_INET)
-		return (struct key){.hi = load64(b, 4) << 32};
-	return (struct key){.hi = load64(b, 8), .lo = load64(b + 8, 8)};
-}
-
-/* ::ffff:0:0/96, where a dual-stack listener puts its IPv4 callers. */
-static bool
-key_is_mapped(struct key k)
-{
-	return k.hi == 0 && k.lo >> 32 == 0xffff;
-}
-
-/* The address part of a key as text, for a message's suggestion. */
-static void
-key_format(struct key k, int family, char *buf, size_t size)
-{
-	unsigned char b[16];
-	for (int i = 0; i < 8; i++) {
-		b[i] = (unsigned char)(k.hi >> (56 - 8 * i));
-		b[8 + i] = (unsigned char)(k.lo >> (56 - 8 * i));
-	}
-	if (inet_ntop(family, b, buf, (socklen_t)size) == NULL)
-		snprintf(buf, size, "?");
-}
-
-/* ---------------------------------------------------------------- */
-/* The trie                                                          */
-/* ---------------------------------------------------------------- */
-
-/* buf grown to hold need items of size bytes; NULL (buf kept) if not. */
-static void *
-grow(void *buf, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return buf;
-	size_t n = *cap > 0 ? *cap : 16;
-	while (n < need) {
-		if (n > SIZE_MAX / 4 / size)
-			return NULL;
-		n *= 2;
-	}
-	void *p = realloc(buf, n * size);
-	if (p != NULL)
-		*cap = n;
-	return p;
-}
-
-/* A new node's index, or -ENOMEM. It may move every node. */
-static int32_t
-node_new(struct serve_rules *r, struct key k, unsigned len, int32_t rule)
-{
-	if (r->nnodes >= INT32_MAX)
-		return -ENOMEM;
-	struct node *nodes =
-	    grow(r->nodes, &r->node_cap, r->nnodes + 1, sizeof *nodes);
-	if (nodes == NULL)
-		return -ENOMEM;
-	r->nodes = nodes;
-	nodes[r->nnodes] =
-	    (struct node){.key = k, .len = (uint8_t)len, .rule = rule};
-	return (int32_t)r->nnodes++;
-}
-
-/*
- * Put k/len between node at and its child c (on side b), when the two
- * agree on only their first common bits, fewer than c's length: if k is
- * a prefix of c, k's node becomes c's parent; else a new branch point at
- * common bits holds k's node and c.
- */
-static int
-split(struct serve_rules *r, int32_t at, unsigned b, int32_t c, unsigned common,
-    struct key k, unsigned len, int32_t rule)
-{
-	struct key ck = r->nodes[c].key;
-	int32_t leaf = node_new(r, k, len, rule);
-	if (leaf < 0)
-		return leaf;
-	int32_t top = leaf;
-	if (common < len) {
-		top = node_new(r, key_mask(k, common), common, -1);
-		if (top < 0)
-			return top;
-		r->nodes[top].child[key_bit(k, common)] = leaf;
-	}
-	r->nodes[top].child[key_bit(ck, common)] = c;
-	r->nodes[at].child[b] = top;
-	return 0;
-}
-
-/* Returns 0, -ENOMEM, or -EEXIST with *dup the rule of the same prefix. */
-static int
-insert(struct serve_rules *r, int32_t at, struct key k, unsigned len,
-    int32_t rule, int32_t *dup)
-{
-	for (;;) {
-		/* Here node at covers k, and is no longer than len. */
-		struct node *n = &r->nodes[at];
-		if (n->len == len && n->rule >= 0) {
-			*dup = n->rule;
-			return -EEXIST;
-		}
-		if (n->len == len) {
-			n->rule = rule;
-			return 0;
-		}
-		unsigned b = key_bit(k, n->len);
-		int32_t c = n->child[b];
-		if (c == 0) {
-			int32_t leaf = node_new(r, k, len, rule);
-			if (leaf < 0)
-				return leaf;
-			r->nodes[at].child[b] = leaf;
-			return 0;
-		}
-		unsigned common = key_common(k, r->nodes[c].key);
-		common = common < len ? common : len;
-		if (common < r->nodes[c].len)
-			return split(r, at, b, c, common, k, len, rule);
-		at = c;
-	}
-}
-
-/* The rule of the longest prefix on k's path, or -1. */
-static int32_t
-lookup(const struct serve_rules *r, int32_t root, struct key k, unsigned maxlen)
-{
-	const struct node *n = &r->nodes[root];
-	int32_t best = n->rule;
-	while (n->len < maxlen) {
-		int32_t c = n->child[key_bit(k, n->len)];
-		if (c == 0 || !key_covers(&r->nodes[c], k))
-			break;
-		n = &r->nodes[c];
-		if (n->rule >= 0)
-			best = n->rule;
-	}
-	return best;
-}
 
 /* ---------------------------------------------------------------- */
 /* Messages                                                          */
@@ -417,7 +189,7 @@ parse_ip(const char *tok, size_t alen, struct prefix *pre)
 	pre->family = memchr(tok, ':', alen) != NULL ? AF_INET6 : AF_INET;
 	if (inet_pton(pre->family, buf, b) != 1)
 		return false;
-	pre->key = key_from(pre->family, b);
+	pre->key = rules_key_from(pre->family, b);
 	return true;
 }
 
@@ -426,18 +198,18 @@ static int
 check_prefix(struct parser *p, const struct prefix *pre)
 {
 	const char *tok = p->line + pre->at;
-	struct key net = key_mask(pre->key, pre->len);
+	struct rules_key net = rules_key_mask(pre->key, pre->len);
 	char ip[INET6_ADDRSTRLEN];
 	if (net.hi != pre->key.hi || net.lo != pre->key.lo) {
-		key_format(net, pre->family, ip, sizeof ip);
+		rules_key_format(net, pre->family, ip, sizeof ip);
 		return fail(p, pre->at,
 		    "host bits set in '%s' (did you mean %s/%u?)",
 		    show(tok, pre->toklen).s, ip, pre->len);
 	}
 	if (pre->family == AF_INET6 && pre->len >= 96 &&
-	    key_is_mapped(pre->key)) {
-		struct key v4 = {.hi = pre->key.lo << 32};
-		key_format(v4, AF_INET, ip, sizeof ip);
+	    rules_key_is_mapped(pre->key)) {
+		struct rules_key v4 = {.hi = pre->key.lo << 32};
+		rules_key_format(v4, AF_INET, ip, sizeof ip);
 		return fail(p, pre->at,
 		    "IPv4-mapped prefix '%s' never matches (callers in ::ffff:0:0/96 are looked up as IPv4: write %s/%u)",
 		    show(tok, pre->toklen).s, ip, pre->len - 96);
@@ -590,12 +362,12 @@ parse_vars(struct parser *p, size_t at, uint32_t *count)
 {
 	size_t names[SERVE_RULES_VARS_MAX], lens[SERVE_RULES_VARS_MAX];
 	/* A line's strings take no more than its bytes plus their NULs. */
-	char *a = grow(p->arena, &p->arena_cap,
+	char *a = rules_grow(p->arena, &p->arena_cap,
 	    p->arena_len + p->len + SERVE_RULES_VARS_MAX, 1);
 	if (a == NULL)
 		return nomem(p);
 	p->arena = a;
-	size_t *o = grow(
+	size_t *o = rules_grow(
 	    p->var_off, &p->var_cap, p->nvar + SERVE_RULES_VARS_MAX, sizeof *o);
 	if (o == NULL)
 		return nomem(p);
@@ -628,12 +400,13 @@ add_rule(
 	if (r->nrules >= INT32_MAX / 4)
 		return nomem(p);
 	struct serve_rule *rules =
-	    grow(r->rules, &r->rule_cap, r->nrules + 1, sizeof *rules);
+	    rules_grow(r->rules, &r->rule_cap, r->nrules + 1, sizeof *rules);
 	if (rules == NULL)
 		return nomem(p);
 	r->rules = rules;
 	int32_t dup = -1;
-	int rc = insert(r, pre->family == AF_INET ? ROOT4 : ROOT6, pre->key,
+	int rc = rules_trie_insert(r,
+	    pre->family == AF_INET ? RULES_ROOT4 : RULES_ROOT6, pre->key,
 	    pre->len, (int32_t)r->nrules, &dup);
 	if (rc == -EEXIST)
 		return fail(p, pre->at,
@@ -690,20 +463,11 @@ rules_new(void)
 	struct serve_rules *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return NULL;
-	if (node_new(r, (struct key){0}, 0, -1) != ROOT4 ||
-	    node_new(r, (struct key){0}, 0, -1) != ROOT6) {
+	if (rules_trie_init(r) < 0) {
 		serve_rules_free(r);
 		return NULL;
 	}
 	return r;
-}
-
-/* Give back the slack of growth; the set's memory is then its size. */
-static void *
-shrink(void *buf, size_t n, size_t size)
-{
-	void *p = n > 0 ? realloc(buf, n * size) : NULL;
-	return p != NULL ? p : buf;
 }
 
 /* Make the set final: the arena stops moving, so pointers replace offsets. */
@@ -711,9 +475,9 @@ static int
 finish(struct parser *p)
 {
 	struct serve_rules *r = p->r;
-	r->nodes = shrink(r->nodes, r->nnodes, sizeof *r->nodes);
-	r->rules = shrink(r->rules, r->nrules, sizeof *r->rules);
-	r->arena = shrink(p->arena, p->arena_len, 1);
+	rules_trie_shrink(r);
+	r->rules = rules_shrink(r->rules, r->nrules, sizeof *r->rules);
+	r->arena = rules_shrink(p->arena, p->arena_len, 1);
 	p->arena = NULL;
 	if (p->nvar > 0) {
 		r->vars = malloc(p->nvar * sizeof *r->vars);
@@ -780,7 +544,7 @@ read_file(const char *path, char **text, size_t *len)
 	size_t hint = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
 	char *buf = NULL;
 	while (rc == 0) {
-		char *b = grow(buf, &cap, n < hint ? hint : n + 1, 1);
+		char *b = rules_grow(buf, &cap, n < hint ? hint : n + 1, 1);
 		if (b == NULL) {
 			rc = -ENOMEM;
 			break;
@@ -841,13 +605,15 @@ serve_rules_match(const struct serve_rules *r, const struct pbx_addr *a)
 	int32_t i;
 	if (a->u.sa.sa_family == AF_INET && a->len >= sizeof a->u.in4) {
 		const void *b = &a->u.in4.sin_addr;
-		i = lookup(r, ROOT4, key_from(AF_INET, b), 32);
+		i = rules_trie_lookup(
+		    r, RULES_ROOT4, rules_key_from(AF_INET, b), 32);
 	} else if (a->u.sa.sa_family == AF_INET6 && a->len >= sizeof a->u.in6) {
 		const unsigned char *b = a->u.in6.sin6_addr.s6_addr;
-		struct key k = key_from(AF_INET6, b);
-		i = key_is_mapped(k)
-			? lookup(r, ROOT4, key_from(AF_INET, b + 12), 32)
-			: lookup(r, ROOT6, k, 128);
+		struct rules_key k = rules_key_from(AF_INET6, b);
+		i = rules_key_is_mapped(k)
+			? rules_trie_lookup(r, RULES_ROOT4,
+			      rules_key_from(AF_INET, b + 12), 32)
+			: rules_trie_lookup(r, RULES_ROOT6, k, 128);
 	} else {
 		return NULL;
 	}
