@@ -78,8 +78,8 @@ serve_door_fini(struct serve *srv)
 	srv->limits = NULL;
 }
 
-static void
-local_of(const struct serve *srv, int fd, struct pbx_addr *local)
+void
+serve_local_of(const struct serve *srv, int fd, struct pbx_addr *local)
 {
 	*local = srv->local;
 	if (pbx_addr_is_any(local))
@@ -95,7 +95,7 @@ reject(struct serve *srv, int fd, const struct pbx_addr *remote,
 
 	if (serve_emitting()) {
 		struct pbx_addr local;
-		local_of(srv, fd, &local);
+		serve_local_of(srv, fd, &local);
 		serve_emit_reject(
 		    remote, via, &local, "per-ip", (unsigned)count);
 	}
@@ -121,7 +121,7 @@ serve_door_admit(struct serve *srv, int fd, const struct pbx_addr *remote,
 		if (rule == NULL || !serve_rule_allows(rule)) {
 			if (serve_emitting()) {
 				struct pbx_addr local;
-				local_of(srv, fd, &local);
+				serve_local_of(srv, fd, &local);
 				serve_emit_deny(remote, via, &local,
 				    rule != NULL ? serve_rule_line(rule) : 0);
 			}

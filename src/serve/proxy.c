@@ -50,9 +50,8 @@ refuse(struct proxy_wait *w, const char *why)
 	int fd = w->io.fd;
 
 	if (serve_emitting()) {
-		struct pbx_addr local = srv->local;
-		if (pbx_addr_is_any(&local))
-			pbx_addr_local(fd, &local);
+		struct pbx_addr local;
+		serve_local_of(srv, fd, &local);
 		serve_emit_reject(&w->sender, NULL, &local, why, 0);
 	}
 	unlink_wait(w);
@@ -174,9 +173,8 @@ serve_proxy_take(struct serve *srv, int fd, const struct pbx_addr *remote)
 	/* Not from a proxy we trust: its header would be a lie. */
 	if (o->proxy_required) {
 		if (serve_emitting()) {
-			struct pbx_addr local = srv->local;
-			if (pbx_addr_is_any(&local))
-				pbx_addr_local(fd, &local);
+			struct pbx_addr local;
+			serve_local_of(srv, fd, &local);
 			serve_emit_reject(remote, NULL, &local,
 			    "proxy header: not from a trusted proxy", 0);
 		}

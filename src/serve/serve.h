@@ -296,6 +296,9 @@ void serve_proxy_take(struct serve *srv, int fd, const struct pbx_addr *remote);
 /* The server stops: headers still on their way are dropped. */
 void serve_proxy_abort(struct serve *srv);
 
+/* The address a caller on fd reached (getsockname when listening on any). */
+void serve_local_of(const struct serve *srv, int fd, struct pbx_addr *local);
+
 /* A counted call ended. */
 void serve_door_leave(struct serve *srv, const struct pbx_addr *remote);
 /*
