@@ -203,12 +203,6 @@ conn_set_deadline(struct serve_conn *c, uint32_t ms)
 	return conn_arm(c);
 }
 
-int
-conn_stage_deadline(struct serve_conn *c, uint32_t ms)
-{
-	return conn_set_deadline(c, ms);
-}
-
 /*
  * A program has the socket, so its bytes pass us by: the kernel's count
  * of how long the socket moved nothing stands in for our own.

@@ -387,12 +387,6 @@ void serve_conn_begin(struct serve *srv, int fd, const struct pbx_addr *remote);
 
 /* A waiting stage is done: go on from the next stage (or end). */
 void conn_resume(struct serve_conn *c, enum serve_verdict v);
-/*
- * A stage's own limit (a header that must arrive in time): the call ends
- * with end=timeout ms from now unless the stage passes first (passing
- * clears it). Returns 0 or -errno.
- */
-int conn_stage_deadline(struct serve_conn *c, uint32_t ms);
 
 /* Handler I/O. Reading delivers to handler->read until stopped. */
 int conn_read_start(struct serve_conn *c);
