@@ -108,6 +108,24 @@ args_hostport(
 	return false;
 }
 
+bool
+args_callee(const char *text, struct pbx_hostport *out)
+{
+
+	if (!args_hostport("address", text, 0, out))
+		return false;
+	if (out->host[0] == '\0') {
+		log_error("bad address '%s': host is missing", text);
+		return false;
+	}
+	/* Port 0 means "any port" to bind; nothing answers a call to it. */
+	if (out->port == 0) {
+		log_error("bad address '%s': port 0 cannot be called", text);
+		return false;
+	}
+	return true;
+}
+
 static int
 bad_option(const char *cmd, int c, char *const *argv)
 {

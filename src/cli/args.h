@@ -36,6 +36,12 @@ bool args_seconds_or_zero(const char *text, double max, int *ms);
 bool args_hostport(
     const char *what, const char *text, int flags, struct pbx_hostport *out);
 
+/*
+ * The address of a call (pbx connect, pbx bench): args_hostport with a
+ * host and a port other than 0 required; "bad address 'TEXT': ..." else.
+ */
+bool args_callee(const char *text, struct pbx_hostport *out);
+
 /* A subcommand's options, for args_parse. */
 struct args_cmd {
 	const char *name;  /* "serve": in messages and the --help hint */

@@ -325,12 +325,8 @@ resolve_target(struct bench_opts *o, const char *text)
 	struct pbx_hostport hp;
 
 	o->address = text;
-	if (!args_hostport("address", text, 0, &hp))
+	if (!args_callee(text, &hp))
 		return EXIT_USAGE;
-	if (hp.host[0] == '\0') {
-		log_error("bad address '%s': host is missing", text);
-		return EXIT_USAGE;
-	}
 	int n = pbx_addr_resolve(&hp, 0, &o->target, 1);
 	if (n < 0) {
 		log_error("resolve %s: %s", hp.host, pbx_strerror(n));

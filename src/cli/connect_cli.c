@@ -173,12 +173,8 @@ cli_connect(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	cli.o.address = argv[optind];
-	if (!args_hostport("address", cli.o.address, 0, &cli.o.where))
+	if (!args_callee(cli.o.address, &cli.o.where))
 		return EXIT_USAGE;
-	if (cli.o.where.host[0] == '\0') {
-		log_error("bad address '%s': host is missing", cli.o.address);
-		return EXIT_USAGE;
-	}
 	r = parse_program(&cli, dash - optind - 1, argv + optind + 1,
 	    dash < argc ? argc - dash - 1 : 0,
 	    dash < argc ? argv + dash + 1 : NULL);

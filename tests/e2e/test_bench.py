@@ -202,6 +202,7 @@ def test_bench_usage(t):
         (["-d", "0", "127.0.0.1:1"], "pbx: bench: bad duration '0': expected seconds, "
          "more than 0 and at most 86400"),
         ([":80"], "pbx: bench: bad address ':80': host is missing"),
+        (["127.0.0.1:0"], "pbx: bench: bad address '127.0.0.1:0': port 0 cannot be called"),
         (["--source", "127.0.0.1", "[::1]:80"], "pbx: bench: --source and ADDRESS must "
          "both be IPv4 or both IPv6"),
 

@@ -257,6 +257,17 @@ def test_unknown_host(t, cmd):
     eq(r.out, b"", "stdout")
 
 
+@test(params=[("v4", "127.0.0.1:0"), ("v6", "[::1]:0"), ("name", "localhost:0"),
+              ("no-host", ":80")])
+def test_connect_address_needs_host_and_port(t, text):
+    # Port 0 is "any port" to bind: nothing answers a call to it, so it is a
+    # usage error before any socket is made, not a refused connection.
+    r = t.run_pbx(["connect", text], stdin=None)
+    reason = "host is missing" if text.startswith(":") else "port 0 cannot be called"
+    eq(r.err_lines(), [f"pbx: connect: bad address '{text}': {reason}"], "stderr")
+    eq((r.rc, r.out), (2, b""), "exit status and stdout")
+
+
 @test()
 def test_connect_missing_program(t):
     lsock = t.listener("127.0.0.1")
