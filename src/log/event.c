@@ -255,7 +255,7 @@ put_fields(struct fields *fs, const struct event *ev)
 		    (unsigned)ev->end <= EVENT_END_IDLE ? end_word[ev->end]
 							: "error");
 	if (ev->err < 0 && ev->end != EVENT_END_STOPPED &&
-	    ev->end != EVENT_END_IDLE)
+	    ev->end != EVENT_END_IDLE && ev->end != EVENT_END_TIMEOUT)
 		field_str(fs, "error", pbx_strerror(ev->err));
 	if (ev->reason != NULL)
 		field_str(fs, "reason", ev->reason);
@@ -390,7 +390,7 @@ event_end_of(int err)
 	switch (err) {
 	case 0:
 		return EVENT_END_CLOSED;
-	case -ETIMEDOUT:
+	case EVENT_ERR_OVERDUE:
 		return EVENT_END_TIMEOUT;
 	case -ECONNRESET:
 	case -EPIPE:
@@ -398,7 +398,7 @@ event_end_of(int err)
 		return EVENT_END_RESET;
 	case -ECANCELED: /* the server stopped: no error of the call's */
 		return EVENT_END_STOPPED;
-	case -ETIME: /* our idle timeout: no error of the call's either */
+	case EVENT_ERR_IDLE:
 		return EVENT_END_IDLE;
 	default:
 		return EVENT_END_ERROR;

@@ -64,8 +64,11 @@ enum event_kind {
 
 /*
  * How a connection ended (EVENT_END):
- * end=closed|reset|timeout|error|stopped (the server stopped first)
- * |idle (no byte either way for the idle timeout).
+ * end=closed|reset|timeout (a deadline of pbx's own: --timeout, a
+ * stage's limit)|error|stopped (the server stopped first)|idle (no byte
+ * either way for the idle timeout). A peer the kernel gave up on
+ * (keepalive, TCP_USER_TIMEOUT: ETIMEDOUT) is an error, so that the two
+ * kinds of timeout never share a line.
  */
 enum event_end {
 	EVENT_END_CLOSED,
@@ -123,9 +126,19 @@ int event_format(const struct event *ev, enum log_format f, uint64_t unix_us,
 void log_emit(const struct event *ev);
 
 /*
- * The end of a connection from its error code: 0 closed, -ETIMEDOUT
- * timeout, -ETIME idle, -ECONNRESET, -EPIPE or -ECONNABORTED reset,
- * -ECANCELED stopped, anything else error.
+ * pbx's own deadlines as error codes, below every errno so that no system
+ * call's error can be taken for them. The end event gives no error text
+ * for them: the call did nothing wrong.
+ */
+enum {
+	EVENT_ERR_OVERDUE = -100001, /* end=timeout */
+	EVENT_ERR_IDLE = -100002,    /* end=idle */
+};
+
+/*
+ * The end of a connection from its error code: 0 closed,
+ * EVENT_ERR_OVERDUE timeout, EVENT_ERR_IDLE idle, -ECONNRESET, -EPIPE or
+ * -ECONNABORTED reset, -ECANCELED stopped, anything else error.
  */
 enum event_end event_end_of(int err);
 

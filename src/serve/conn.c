@@ -4,6 +4,7 @@
  * handler's content, the end; its record, its deadline and its I/O
  * through the stream.
  */
+#include "../log/event.h"
 #include "../log/log.h"
 #include "emit.h"
 #include "serve.h"
@@ -136,22 +137,11 @@ serve_expiry_err(enum serve_expiry why)
 	case SERVE_LIVE:
 		return 0;
 	case SERVE_IDLE:
-		return -ETIME; /* end=idle */
+		return EVENT_ERR_IDLE;
 	case SERVE_OVERDUE:
-		return -ETIMEDOUT; /* end=timeout */
+		return EVENT_ERR_OVERDUE;
 	}
 	return 0;
-}
-
-/* The earlier of two deadlines, 0 meaning none. */
-static uint32_t
-earliest(uint32_t a, uint32_t b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0 || a < b)
-		return a;
-	return b;
 }
 
 /*
@@ -168,9 +158,9 @@ conn_due(const struct serve_conn *c)
 
 	if (c->expired != SERVE_LIVE)
 		return due;
-	due = earliest(due, o->total_ms);
+	due = serve_earliest(due, o->total_ms);
 	if (o->idle_ms > 0)
-		due = earliest(due, c->active_ms + o->idle_ms);
+		due = serve_earliest(due, c->active_ms + o->idle_ms);
 	return due;
 }
 

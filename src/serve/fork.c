@@ -56,16 +56,6 @@ remember_child(
 
 /* ---- a program's deadlines, kept by the parent ---- */
 
-static uint64_t
-earliest(uint64_t a, uint64_t b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0 || a < b)
-		return a;
-	return b;
-}
-
 /* When the child's next deadline is, on the loop's clock (0: none). */
 static uint64_t
 child_due(const struct serve *srv, const struct serve_child *ch)
@@ -79,7 +69,7 @@ child_due(const struct serve *srv, const struct serve_child *ch)
 		return ch->grace_ms;
 	uint64_t due = o->total_ms ? ch->started_ms + o->total_ms : 0;
 	if (o->idle_ms)
-		due = earliest(due, ch->active_ms + o->idle_ms);
+		due = serve_earliest(due, ch->active_ms + o->idle_ms);
 	return due;
 }
 
@@ -90,7 +80,7 @@ arm_children(struct serve *srv)
 	uint64_t due = 0, now = pbx_loop_now(srv->loop);
 
 	for (size_t i = 0; i < srv->nchildren; i++)
-		due = earliest(due, child_due(srv, &srv->children[i]));
+		due = serve_earliest(due, child_due(srv, &srv->children[i]));
 	if (due == 0)
 		return;
 	if (srv->child_timer.slot != 0 && srv->child_timer.due_ms <= due)

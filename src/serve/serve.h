@@ -173,6 +173,17 @@ enum serve_expiry {
 /* The end event's error for a deadline: end=idle or end=timeout. */
 int serve_expiry_err(enum serve_expiry why);
 
+/* The earlier of two deadlines, 0 meaning none. */
+static inline uint64_t
+serve_earliest(uint64_t a, uint64_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0 || a < b)
+		return a;
+	return b;
+}
+
 /* The running server: one per process. */
 struct serve {
 	const struct serve_opts *opts; /* borrowed */

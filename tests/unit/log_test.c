@@ -120,11 +120,21 @@ static const struct format_case kind_cases[] = {
 	    .has_ms = true,
 	    .ms = 30000,
 	    .end = EVENT_END_TIMEOUT,
+	    .err = EVENT_ERR_OVERDUE},
+	"pbx: end remote=127.0.0.1:5555 ms=30000 end=timeout",
+	TS_TEXT ",\"event\":\"end\",\"remote\":\"127.0.0.1:5555\","
+		"\"ms\":30000,\"end\":\"timeout\"}"},
+    {"end of a peer the kernel gave up on",
+	{.kind = EVENT_END,
+	    .remote = &v4_remote,
+	    .has_ms = true,
+	    .ms = 5100,
+	    .end = EVENT_END_ERROR,
 	    .err = -ETIMEDOUT},
-	"pbx: end remote=127.0.0.1:5555 ms=30000 end=timeout "
+	"pbx: end remote=127.0.0.1:5555 ms=5100 end=error "
 	"error=\"Connection timed out\"",
 	TS_TEXT ",\"event\":\"end\",\"remote\":\"127.0.0.1:5555\","
-		"\"ms\":30000,\"end\":\"timeout\","
+		"\"ms\":5100,\"end\":\"error\","
 		"\"error\":\"Connection timed out\"}"},
     {"end error",
 	{.kind = EVENT_END,
@@ -382,7 +392,11 @@ test_log_end_of(void)
 		enum event_end end;
 	} cases[] = {
 	    {0, EVENT_END_CLOSED},
-	    {-ETIMEDOUT, EVENT_END_TIMEOUT},
+	    {EVENT_ERR_OVERDUE, EVENT_END_TIMEOUT},
+	    {EVENT_ERR_IDLE, EVENT_END_IDLE},
+	    /* The kernel gave up on the peer: not a deadline of pbx's. */
+	    {-ETIMEDOUT, EVENT_END_ERROR},
+	    {-ECANCELED, EVENT_END_STOPPED},
 	    {-ECONNRESET, EVENT_END_RESET},
 	    {-EPIPE, EVENT_END_RESET},
 	    {-ECONNABORTED, EVENT_END_RESET},
